@@ -1,0 +1,263 @@
+"""MoViNet encoders as used by GRW-smoothing: causal (2+1)D streams and base 3D clips.
+
+A causal encoder is a pure function of its input frames and an explicit state
+dictionary: ``encoder(x, states) -> (embeddings, next_states)``.  ``states=None``
+means "start of the stream" (all zeros), which is how the upstream code runs a whole
+clip, so the whole-clip forward and the frame-by-frame stream are the same code.
+
+State names (stable, used by the exporters):
+  ``blocks.<block>.deep.buffer``  last k_t - 1 frames entering a temporal convolution
+  ``blocks.<block>.se.cumsum``    running sum over time of the SE's spatial means
+  ``frame_count``                 frames seen so far (float, shape (B,)), the divisor
+                                  of the SE's cumulative mean
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import Tensor, nn
+
+from grw_edge.models.layers import (
+    BN_EPS,
+    ConvNormAct,
+    Swish,
+    TfAvgPool,
+    TfHardSigmoid,
+    pad_same,
+)
+from grw_edge.registry import BottleneckSpec, MoViNetArch
+
+States = dict[str, Tensor]
+FRAME_COUNT = "frame_count"
+
+
+def _make_divisible(value: float, divisor: int = 8) -> int:
+    """Round a channel count to a multiple of ``divisor`` without losing more than 10%."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
+def _per_frame(module: nn.Module, x: Tensor) -> Tensor:
+    """Apply a 2D module to every frame of a (B, C, T, H, W) tensor."""
+    b, c, t, h, w = x.shape
+    y = module(x.transpose(1, 2).reshape(b * t, c, h, w))
+    return y.reshape(b, t, *y.shape[1:]).transpose(1, 2)
+
+
+def _norm(causal: bool, channels: int) -> nn.Module:
+    return nn.BatchNorm2d(channels, eps=BN_EPS) if causal else nn.BatchNorm3d(channels, eps=BN_EPS)
+
+
+def _activation(causal: bool) -> nn.Module:
+    return nn.Hardswish() if causal else Swish()
+
+
+class ConvBlock(nn.Module):
+    """A convolution with no temporal memory: per-frame 2D (causal) or 3D (base).
+
+    Spatial padding is TensorFlow 'SAME'; a base 3D convolution pads time symmetrically.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: tuple[int, int, int] = (1, 1, 1),
+        *,
+        causal: bool,
+        spatial_stride: int = 1,
+        groups: int = 1,
+        norm: bool = True,
+        activation: bool = True,
+        bias: bool = False,
+    ) -> None:
+        super().__init__()
+        kt, kh, kw = kernel_size
+        self.spatial_kernel = (kh, kw)
+        self.spatial_stride = (spatial_stride, spatial_stride)
+        self.causal = causal
+        if causal:
+            if kt != 1:
+                raise ValueError("a causal ConvBlock has no temporal extent; use CausalConvBlock")
+            conv: nn.Conv2d | nn.Conv3d = nn.Conv2d(
+                in_channels, out_channels, (kh, kw), stride=self.spatial_stride,
+                groups=groups, bias=bias)
+        else:
+            conv = nn.Conv3d(
+                in_channels, out_channels, kernel_size, stride=(1, *self.spatial_stride),
+                padding=((kt - 1) // 2, 0, 0), groups=groups, bias=bias)
+        self.conv_1 = ConvNormAct(
+            conv,
+            _norm(causal, out_channels) if norm else None,
+            _activation(causal) if activation else None,
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = pad_same(x, self.spatial_kernel, self.spatial_stride)
+        return _per_frame(self.conv_1, x) if self.causal else self.conv_1(x)
+
+
+class CausalConvBlock(nn.Module):
+    """(2+1)D depthwise convolution: spatial conv, then a causal temporal conv.
+
+    The temporal conv sees the last ``k_t - 1`` frames of its input through a stream
+    buffer instead of padding, so its output for frame ``i`` depends on frames <= ``i``.
+    """
+
+    def __init__(self, channels: int, kernel_size: tuple[int, int, int], *,
+                 spatial_stride: int = 1) -> None:
+        super().__init__()
+        kt, kh, kw = kernel_size
+        if kt < 2:
+            raise ValueError("CausalConvBlock needs a temporal kernel of at least 2")
+        self.buffer_frames = kt - 1
+        self.spatial_kernel = (kh, kw)
+        self.spatial_stride = (spatial_stride, spatial_stride)
+        self.conv_1 = ConvNormAct(
+            nn.Conv2d(channels, channels, (kh, kw), stride=self.spatial_stride,
+                      groups=channels, bias=False),
+            _norm(True, channels), _activation(True))
+        self.conv_2 = ConvNormAct(
+            nn.Conv2d(channels, channels, (kt, 1), groups=channels, bias=False),
+            _norm(True, channels), _activation(True))
+
+    def forward(self, x: Tensor, buffer: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        x = _per_frame(self.conv_1, pad_same(x, self.spatial_kernel, self.spatial_stride))
+        b, c, t, h, w = x.shape
+        if buffer is None:
+            buffer = x.new_zeros(b, c, self.buffer_frames, h, w)
+        x = torch.cat((buffer, x), dim=2)
+        next_buffer = x[:, :, -self.buffer_frames:]
+        y = self.conv_2(x.reshape(b, c, t + self.buffer_frames, h * w))
+        return y.reshape(b, c, t, h, w), next_buffer
+
+
+class SqueezeExcitation(nn.Module):
+    """Channel gating from pooled features.
+
+    Causal: the pool is a cumulative mean over time (memory: a running sum and the
+    frame count), concatenated with the current frame's spatial mean.  Base: a global
+    mean over time and space.
+    """
+
+    def __init__(self, channels: int, *, causal: bool, squeeze_factor: int = 4) -> None:
+        super().__init__()
+        self.causal = causal
+        pooled_channels = channels * (2 if causal else 1)
+        squeezed = _make_divisible(channels // squeeze_factor * (2 if causal else 1))
+        self.fc1 = ConvBlock(pooled_channels, squeezed, causal=causal,
+                             norm=False, activation=False, bias=True)
+        self.activation_1 = _activation(causal)
+        self.fc2 = ConvBlock(squeezed, channels, causal=causal,
+                             norm=False, activation=False, bias=True)
+        self.activation_2 = TfHardSigmoid() if causal else nn.Sigmoid()
+
+    def forward(self, x: Tensor, cumsum: Tensor | None = None,
+                frame_count: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        next_cumsum = None
+        if self.causal:
+            spatial_mean = x.mean(dim=(3, 4), keepdim=True)
+            running = torch.cumsum(spatial_mean, dim=2)
+            if cumsum is not None:
+                running = running + cumsum
+            next_cumsum = running[:, :, -1:]
+            seen = torch.arange(1, x.shape[2] + 1, dtype=x.dtype, device=x.device)
+            if frame_count is not None:
+                seen = frame_count.reshape(-1, 1) + seen
+            divisor = seen.reshape(-1, 1, x.shape[2], 1, 1)
+            pooled = torch.cat((running / divisor, spatial_mean), dim=1)
+        else:
+            pooled = F.adaptive_avg_pool3d(x, 1)
+        scale = self.activation_2(self.fc2(self.activation_1(self.fc1(pooled))))
+        return scale * x, next_cumsum
+
+
+class Bottleneck(nn.Module):
+    """Inverted bottleneck with SE and a ReZero-scaled residual branch."""
+
+    def __init__(self, spec: BottleneckSpec, *, causal: bool, drop_path: float = 0.0) -> None:
+        super().__init__()
+        self.causal = causal
+        self.drop_path = drop_path
+        expanded = spec.expanded_channels
+        self.expand = (ConvBlock(spec.in_channels, expanded, causal=causal)
+                       if expanded != spec.out_channels else None)
+        self.deep: ConvBlock | CausalConvBlock
+        if causal and spec.kernel_size[0] > 1:
+            self.deep = CausalConvBlock(expanded, spec.kernel_size,
+                                        spatial_stride=spec.spatial_stride)
+        else:
+            self.deep = ConvBlock(expanded, expanded, spec.kernel_size, causal=causal,
+                                  spatial_stride=spec.spatial_stride, groups=expanded)
+        self.se = SqueezeExcitation(expanded, causal=causal)
+        self.project = ConvBlock(expanded, spec.out_channels, causal=causal, activation=False)
+        self.res: nn.Sequential | None = None
+        if spec.spatial_stride != 1 or spec.in_channels != spec.out_channels:
+            shortcut: list[nn.Module] = [TfAvgPool()] if spec.spatial_stride != 1 else []
+            shortcut.append(ConvBlock(spec.in_channels, spec.out_channels, causal=causal,
+                                      activation=False))
+            self.res = nn.Sequential(*shortcut)
+        self.alpha = nn.Parameter(torch.tensor(0.0))  # ReZero
+
+    def forward(self, x: Tensor, states: Mapping[str, Tensor],
+                frame_count: Tensor | None) -> tuple[Tensor, States]:
+        residual = self.res(x) if self.res is not None else x
+        h = self.expand(x) if self.expand is not None else x
+        next_states: States = {}
+        if isinstance(self.deep, CausalConvBlock):
+            h, next_states["deep.buffer"] = self.deep(h, states.get("deep.buffer"))
+        else:
+            h = self.deep(h)
+        h, cumsum = self.se(h, states.get("se.cumsum"), frame_count)
+        if cumsum is not None:
+            next_states["se.cumsum"] = cumsum
+        h = self.project(h)
+        h = torchvision.ops.stochastic_depth(self.alpha * h, p=self.drop_path, mode="row",
+                                             training=self.training)
+        return residual + h, next_states
+
+
+class MoViNetEncoder(nn.Module):
+    """MoViNet up to conv7, then the per-frame spatial mean and a Linear to the embedding."""
+
+    def __init__(self, arch: MoViNetArch, embed_dim: int, *, causal: bool,
+                 max_drop_path_rate: float = 0.0) -> None:
+        super().__init__()
+        self.causal = causal
+        self.conv1 = ConvBlock(3, arch.stem_channels, (1, 3, 3), causal=causal, spatial_stride=2)
+        specs = [spec for stage in arch.stages for spec in stage]
+        rates = [max_drop_path_rate * i / max(len(specs) - 1, 1) for i in range(len(specs))]
+        blocks: dict[str, Bottleneck] = {}
+        index = 0
+        for i, stage in enumerate(arch.stages):
+            for j, spec in enumerate(stage):
+                blocks[f"b{i}_l{j}"] = Bottleneck(spec, causal=causal, drop_path=rates[index])
+                index += 1
+        self.blocks = nn.ModuleDict(blocks)
+        self.conv7 = ConvBlock(arch.last_block_channels, arch.head_channels, causal=causal)
+        self.classifier = nn.Linear(arch.head_channels, embed_dim)
+
+    def forward(self, x: Tensor, states: Mapping[str, Tensor] | None = None
+                ) -> tuple[Tensor, States]:
+        """(B, 3, T, H, W) frames -> ((B, T, E) embeddings, next states)."""
+        states = states or {}
+        frame_count = states.get(FRAME_COUNT)
+        next_states: States = {}
+        x = self.conv1(x)
+        for name, block in self.blocks.items():
+            prefix = f"blocks.{name}."
+            block_states = {key[len(prefix):]: value for key, value in states.items()
+                            if key.startswith(prefix)}
+            x, block_next = block(x, block_states, frame_count)
+            next_states.update({prefix + key: value for key, value in block_next.items()})
+        x = self.conv7(x)
+        features = x.mean(dim=(3, 4)).transpose(1, 2)  # (B, T, C)
+        if self.causal:
+            seen = torch.full((x.shape[0],), float(x.shape[2]), dtype=x.dtype, device=x.device)
+            next_states[FRAME_COUNT] = seen if frame_count is None else frame_count + seen
+        return self.classifier(features), next_states

@@ -1,0 +1,83 @@
+"""Shared test helpers: the upstream fixtures folder and writers of upstream-format snapshots."""
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+from torch.optim.swa_utils import AveragedModel
+
+from grw_edge.checkpoints import UPSTREAM_TRANSFORMER_PARAMS
+from grw_edge.models import GrwVideoClassifier
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = PROJECT_ROOT.parent / "shared" / "fixtures"
+
+
+def _install_module(monkeypatch: pytest.MonkeyPatch, dotted: str) -> types.ModuleType:
+    """Register ``dotted`` and its parents as empty modules so pickle can name classes in it."""
+    parts = dotted.split(".")
+    for i in range(1, len(parts) + 1):
+        name = ".".join(parts[:i])
+        if name not in sys.modules:
+            monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    return sys.modules[dotted]
+
+
+@pytest.fixture
+def upstream_classes(monkeypatch: pytest.MonkeyPatch):
+    """Classes with the upstream module paths, as the upstream code pickles them."""
+
+    def make(backbone_class_path: str) -> tuple[type, type]:
+        params_module, params_name = UPSTREAM_TRANSFORMER_PARAMS.rsplit(".", 1)
+        module = _install_module(monkeypatch, params_module)
+
+        def init(self, embed_dim, depth, num_heads, mlp_dim, num_classes):
+            self.embed_dim, self.depth, self.num_heads = embed_dim, depth, num_heads
+            self.mlp_dim, self.num_classes = mlp_dim, num_classes
+
+        params_cls = type(params_name, (), {"__init__": init, "__module__": params_module})
+        monkeypatch.setattr(module, params_name, params_cls, raising=False)
+        backbone_module, backbone_name = backbone_class_path.rsplit(".", 1)
+        module = _install_module(monkeypatch, backbone_module)
+        backbone_cls = type(backbone_name, (), {"__module__": backbone_module})
+        monkeypatch.setattr(module, backbone_name, backbone_cls, raising=False)
+        return params_cls, backbone_cls
+
+    return make
+
+
+@pytest.fixture
+def write_upstream_snapshot(upstream_classes):
+    """Write ``model`` the way upstream ``ActionRecognitionModel.save`` does (version 10)."""
+
+    def write(model: GrwVideoClassifier, path: Path, *, ema_model: GrwVideoClassifier | None = None,
+              num_samples: int = 1234, backbone_class: str | None = None) -> Path:
+        params_cls, backbone_cls = upstream_classes(
+            backbone_class or model.backbone_spec.upstream_class)
+        head = model.head_config
+        ema_weights = None
+        if ema_model is not None:
+            ema_weights = AveragedModel(ema_model, use_buffers=True).state_dict()
+        snapshot = {
+            "model_state": model.state_dict(),
+            "ema_weights": ema_weights,
+            "num_samples": num_samples,
+            "transformer_params": params_cls(head.embed_dim, head.depth, head.num_heads,
+                                             head.mlp_dim, head.num_classes),
+            "backbone": backbone_cls,
+            "T": model.T,
+            "version": 10,
+        }
+        torch.save(snapshot, path)
+        return path
+
+    return write
+
+
+def require_fixtures() -> Path:
+    if not FIXTURES.is_dir():
+        pytest.skip(f"upstream fixtures not found at {FIXTURES} (they live in ../shared/fixtures)")
+    return FIXTURES
