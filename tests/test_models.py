@@ -47,9 +47,10 @@ def test_state_names_follow_module_paths():
         _, states = model.video_backbone.step(torch.rand(2, 3, 1, 48, 48))
     # A0's first block has a (1, 5, 5) kernel: no temporal buffer, but an SE running sum.
     assert "blocks.b0_l0.deep.buffer" not in states
-    assert states["blocks.b0_l0.se.cumsum"].shape == (2, 24, 1, 1, 1)
-    assert states["blocks.b1_l0.deep.buffer"].shape == (2, 80, 2, 6, 6)  # after its stride 2
-    assert states["blocks.b2_l0.deep.buffer"].shape[2] == 4  # k_t = 5
+    # Frames-first layouts: buffers (B, k_t - 1, C, H, W), running sums (B, 1, C, 1, 1).
+    assert states["blocks.b0_l0.se.cumsum"].shape == (2, 1, 24, 1, 1)
+    assert states["blocks.b1_l0.deep.buffer"].shape == (2, 2, 80, 6, 6)  # after its stride 2
+    assert states["blocks.b2_l0.deep.buffer"].shape[1] == 4  # k_t = 5
     assert states[FRAME_COUNT].shape == (2,)
     buffers = [name for name in states if name.endswith("deep.buffer")]
     sums = [name for name in states if name.endswith("se.cumsum")]

@@ -32,19 +32,24 @@ class MoViNetBackbone(nn.Module):
         return self._encoder
 
     def forward(self, frames: Tensor) -> Tensor:
-        embeddings, _ = self.step(frames.permute(0, 2, 1, 3, 4))
-        return embeddings
+        """Frames (B, N, 3, H, W) -> embeddings (B, N, E), starting from the initial state."""
+        if self.spec.causal:
+            return self._encoder(frames)[0]  # the causal encoder is frames-first already
+        return self._encoder(frames.transpose(1, 2))[0]
 
     def step(self, frames: Tensor, states: Mapping[str, Tensor] | None = None
              ) -> tuple[Tensor, States]:
         """Channels-first frames (B, 3, t, H, W) plus states -> ((B, t, E), next states).
 
-        ``states=None`` starts a new stream.  Base (non-causal) backbones have no
-        states and must be given the whole clip.
+        This is DESIGN.md's streaming contract.  ``states=None`` starts a new stream.
+        Base (non-causal) backbones have no states and must be given the whole clip.
         """
         if frames.dim() != 5 or frames.shape[1] != 3:
             raise InputShapeError(
                 f"expected frames of shape (B, 3, T, H, W), got {tuple(frames.shape)}")
+        if self.spec.causal:  # to frames-first; for one frame the memory layout is the same
+            b, c, t, h, w = frames.shape
+            frames = frames.reshape(b, 1, c, h, w) if t == 1 else frames.transpose(1, 2)
         return self._encoder(frames, states)
 
 

@@ -71,15 +71,18 @@ class TfAvgPool(nn.Module):
     """
 
     def forward(self, x: Tensor) -> Tensor:
+        """Pools the last two axes of x, (N, C, H, W) or (B, C, T, H, W)."""
         height, width = x.shape[-2:]
         if height != width:
             raise ValueError(f"TF-like pooling needs square frames, got {height}x{width}")
+        planes = x.flatten(0, -4)  # 2D pooling over (..., C', H, W)
         if width % 2:
-            return F.avg_pool3d(x, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1),
-                                count_include_pad=False)
-        pooled = F.avg_pool3d(F.pad(x, (0, 1, 0, 1)), (1, 3, 3), stride=(1, 2, 2))
-        # The last row and column saw 6 real values of 9 (the corner 4): rescale them.
-        edge = torch.ones(pooled.shape[-2:], dtype=x.dtype, device=x.device)
-        edge[-1, :] *= 1.5
-        edge[:, -1] *= 1.5
-        return pooled * edge
+            pooled = F.avg_pool2d(planes, 3, stride=2, padding=1, count_include_pad=False)
+        else:
+            pooled = F.avg_pool2d(F.pad(planes, (0, 1, 0, 1)), 3, stride=2)
+            # The last row and column saw 6 real values of 9 (the corner 4): rescale them.
+            edge = torch.ones(pooled.shape[-2:], dtype=x.dtype, device=x.device)
+            edge[-1, :] *= 1.5
+            edge[:, -1] *= 1.5
+            pooled = pooled * edge
+        return pooled.reshape(*x.shape[:-2], *pooled.shape[-2:])

@@ -5,11 +5,17 @@ dictionary: ``encoder(x, states) -> (embeddings, next_states)``.  ``states=None`
 means "start of the stream" (all zeros), which is how the upstream code runs a whole
 clip, so the whole-clip forward and the frame-by-frame stream are the same code.
 
-State names (stable, used by the exporters):
-  ``blocks.<block>.deep.buffer``  last k_t - 1 frames entering a temporal convolution
-  ``blocks.<block>.se.cumsum``    running sum over time of the SE's spatial means
-  ``frame_count``                 frames seen so far (float, shape (B,)), the divisor
-                                  of the SE's cumulative mean
+Layouts: inside a causal encoder activations are a batch of frames, (B * T, C, H, W),
+so every 2D layer runs on them directly and only the two temporal operations (the
+temporal convolution and the SE's cumulative mean) view them as (B, T, C, H, W); a
+streamed step never transposes.  Base encoders are channels-first, (B, C, T, H, W).
+
+State names (stable, used by the exporters), all frames-first:
+  ``blocks.<block>.deep.buffer``  (B, k_t - 1, C, H, W) last frames entering a temporal conv
+  ``blocks.<block>.se.cumsum``    (B, 1, C, 1, 1) running sum over time of the SE's
+                                  spatial means
+  ``frame_count``                 (B,) frames seen so far (float), the divisor of the
+                                  SE's cumulative mean
 """
 from __future__ import annotations
 
@@ -42,11 +48,30 @@ def _make_divisible(value: float, divisor: int = 8) -> int:
     return rounded
 
 
-def _per_frame(module: nn.Module, x: Tensor) -> Tensor:
-    """Apply a 2D module to every frame of a (B, C, T, H, W) tensor."""
-    b, c, t, h, w = x.shape
-    y = module(x.transpose(1, 2).reshape(b * t, c, h, w))
-    return y.reshape(b, t, *y.shape[1:]).transpose(1, 2)
+def _window(buffer: Tensor, clip: Tensor, start: int, length: int) -> Tensor:
+    """Frames ``start:start + length`` of ``cat(buffer, clip)`` along time, without building
+    the whole concatenation (a streamed step then copies no more than it must)."""
+    held = buffer.shape[1]
+    if start + length <= held:
+        return buffer[:, start:start + length]
+    if start >= held:
+        return clip[:, start - held:start - held + length]
+    return torch.cat((buffer[:, start:], clip[:, :start + length - held]), dim=1)
+
+
+def _temporal_depthwise(buffer: Tensor, clip: Tensor, conv: nn.Conv2d) -> Tensor:
+    """A causal depthwise (k, 1) convolution over time of frames-first clips
+    (B, T, C, H, W) whose k - 1 preceding frames are ``buffer``.
+
+    Written as k per-channel multiply-adds of shifted frames instead of a convolution, so
+    that a streamed step needs no transpose and no im2col; equal up to float rounding.
+    """
+    kernel = conv.weight[:, 0, :, 0].T.unsqueeze(-1).unsqueeze(-1)  # (k, C, 1, 1)
+    frames = clip.shape[1]
+    y = sum(_window(buffer, clip, i, frames) * kernel[i] for i in range(kernel.shape[0]))
+    if conv.bias is not None:
+        y = y + conv.bias.reshape(1, 1, -1, 1, 1)
+    return y
 
 
 def _norm(causal: bool, channels: int) -> nn.Module:
@@ -58,7 +83,7 @@ def _activation(causal: bool) -> nn.Module:
 
 
 class ConvBlock(nn.Module):
-    """A convolution with no temporal memory: per-frame 2D (causal) or 3D (base).
+    """A convolution with no temporal memory: 2D on a frame batch (causal) or 3D (base).
 
     Spatial padding is TensorFlow 'SAME'; a base 3D convolution pads time symmetrically.
     """
@@ -98,8 +123,7 @@ class ConvBlock(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        x = pad_same(x, self.spatial_kernel, self.spatial_stride)
-        return _per_frame(self.conv_1, x) if self.causal else self.conv_1(x)
+        return self.conv_1(pad_same(x, self.spatial_kernel, self.spatial_stride))
 
 
 class CausalConvBlock(nn.Module):
@@ -126,15 +150,16 @@ class CausalConvBlock(nn.Module):
             nn.Conv2d(channels, channels, (kt, 1), groups=channels, bias=False),
             _norm(True, channels), _activation(True))
 
-    def forward(self, x: Tensor, buffer: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        x = _per_frame(self.conv_1, pad_same(x, self.spatial_kernel, self.spatial_stride))
-        b, c, t, h, w = x.shape
+    def forward(self, x: Tensor, batch: int, buffer: Tensor | None = None
+                ) -> tuple[Tensor, Tensor]:
+        """A frame batch x (B * t, C, H, W) and the buffer (B, k_t - 1, C, H', W')."""
+        x = self.conv_1(pad_same(x, self.spatial_kernel, self.spatial_stride))
+        clip = x.unflatten(0, (batch, -1))
         if buffer is None:
-            buffer = x.new_zeros(b, c, self.buffer_frames, h, w)
-        x = torch.cat((buffer, x), dim=2)
-        next_buffer = x[:, :, -self.buffer_frames:]
-        y = self.conv_2(x.reshape(b, c, t + self.buffer_frames, h * w))
-        return y.reshape(b, c, t, h, w), next_buffer
+            buffer = clip.new_zeros(batch, self.buffer_frames, *clip.shape[2:])
+        next_buffer = _window(buffer, clip, clip.shape[1], self.buffer_frames)
+        y = _temporal_depthwise(buffer, clip, self.conv_2.conv2d).flatten(0, 1)
+        return self.conv_2.act(self.conv_2.norm(y)), next_buffer
 
 
 class SqueezeExcitation(nn.Module):
@@ -157,20 +182,18 @@ class SqueezeExcitation(nn.Module):
                              norm=False, activation=False, bias=True)
         self.activation_2 = TfHardSigmoid() if causal else nn.Sigmoid()
 
-    def forward(self, x: Tensor, cumsum: Tensor | None = None,
-                frame_count: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+    def forward(self, x: Tensor, batch: int, cumsum: Tensor | None = None,
+                frames_seen: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """``frames_seen`` (B or 1, T, 1, 1, 1): how many frames each cumulative mean covers."""
         next_cumsum = None
-        if self.causal:
-            spatial_mean = x.mean(dim=(3, 4), keepdim=True)
-            running = torch.cumsum(spatial_mean, dim=2)
+        if self.causal:  # x is a frame batch (B * T, C, H, W)
+            spatial_mean = x.mean(dim=(2, 3), keepdim=True).unflatten(0, (batch, -1))
+            single_frame = spatial_mean.shape[1] == 1
+            running = spatial_mean if single_frame else torch.cumsum(spatial_mean, dim=1)
             if cumsum is not None:
                 running = running + cumsum
-            next_cumsum = running[:, :, -1:]
-            seen = torch.arange(1, x.shape[2] + 1, dtype=x.dtype, device=x.device)
-            if frame_count is not None:
-                seen = frame_count.reshape(-1, 1) + seen
-            divisor = seen.reshape(-1, 1, x.shape[2], 1, 1)
-            pooled = torch.cat((running / divisor, spatial_mean), dim=1)
+            next_cumsum = running if single_frame else running[:, -1:]
+            pooled = torch.cat((running / frames_seen, spatial_mean), dim=2).flatten(0, 1)
         else:
             pooled = F.adaptive_avg_pool3d(x, 1)
         scale = self.activation_2(self.fc2(self.activation_1(self.fc1(pooled))))
@@ -202,22 +225,25 @@ class Bottleneck(nn.Module):
             shortcut.append(ConvBlock(spec.in_channels, spec.out_channels, causal=causal,
                                       activation=False))
             self.res = nn.Sequential(*shortcut)
-        self.alpha = nn.Parameter(torch.tensor(0.0))  # ReZero
+        # ReZero scale of the residual branch; None once folded into ``project`` for export.
+        self.alpha: nn.Parameter | None = nn.Parameter(torch.tensor(0.0))
 
-    def forward(self, x: Tensor, states: Mapping[str, Tensor],
-                frame_count: Tensor | None) -> tuple[Tensor, States]:
+    def forward(self, x: Tensor, batch: int, states: Mapping[str, Tensor],
+                frames_seen: Tensor | None) -> tuple[Tensor, States]:
         residual = self.res(x) if self.res is not None else x
         h = self.expand(x) if self.expand is not None else x
         next_states: States = {}
         if isinstance(self.deep, CausalConvBlock):
-            h, next_states["deep.buffer"] = self.deep(h, states.get("deep.buffer"))
+            h, next_states["deep.buffer"] = self.deep(h, batch, states.get("deep.buffer"))
         else:
             h = self.deep(h)
-        h, cumsum = self.se(h, states.get("se.cumsum"), frame_count)
+        h, cumsum = self.se(h, batch, states.get("se.cumsum"), frames_seen)
         if cumsum is not None:
             next_states["se.cumsum"] = cumsum
         h = self.project(h)
-        h = torchvision.ops.stochastic_depth(self.alpha * h, p=self.drop_path, mode="row",
+        if self.alpha is not None:
+            h = self.alpha * h
+        h = torchvision.ops.stochastic_depth(h, p=self.drop_path, mode="row",
                                              training=self.training)
         return residual + h, next_states
 
@@ -244,20 +270,30 @@ class MoViNetEncoder(nn.Module):
 
     def forward(self, x: Tensor, states: Mapping[str, Tensor] | None = None
                 ) -> tuple[Tensor, States]:
-        """(B, 3, T, H, W) frames -> ((B, T, E) embeddings, next states)."""
+        """Frames (B, T, 3, H, W) if causal, (B, 3, T, H, W) if base -> ((B, T, E), next states)."""
         states = states or {}
         frame_count = states.get(FRAME_COUNT)
         next_states: States = {}
+        batch, frames = (x.shape[0], x.shape[1]) if self.causal else (x.shape[0], x.shape[2])
+        frames_seen = None
+        if self.causal:
+            x = x.flatten(0, 1)
+            frames_seen = torch.arange(1, frames + 1, dtype=x.dtype, device=x.device)
+            if frame_count is not None:
+                frames_seen = frame_count.unsqueeze(1) + frames_seen
+            frames_seen = frames_seen.reshape(-1, frames, 1, 1, 1)
         x = self.conv1(x)
         for name, block in self.blocks.items():
             prefix = f"blocks.{name}."
             block_states = {key[len(prefix):]: value for key, value in states.items()
                             if key.startswith(prefix)}
-            x, block_next = block(x, block_states, frame_count)
+            x, block_next = block(x, batch, block_states, frames_seen)
             next_states.update({prefix + key: value for key, value in block_next.items()})
         x = self.conv7(x)
-        features = x.mean(dim=(3, 4)).transpose(1, 2)  # (B, T, C)
         if self.causal:
-            seen = torch.full((x.shape[0],), float(x.shape[2]), dtype=x.dtype, device=x.device)
+            features = x.mean(dim=(2, 3)).unflatten(0, (batch, frames))
+            seen = torch.full((batch,), float(frames), dtype=x.dtype, device=x.device)
             next_states[FRAME_COUNT] = seen if frame_count is None else frame_count + seen
+        else:
+            features = x.mean(dim=(3, 4)).transpose(1, 2)  # (B, C, T) -> (B, T, C)
         return self.classifier(features), next_states
