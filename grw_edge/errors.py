@@ -22,3 +22,19 @@ class HubUnavailableError(GrwEdgeError):
 
 class InputShapeError(GrwEdgeError, ValueError):
     """A tensor whose shape or dtype does not fit what the model expects."""
+
+
+class ArtifactError(GrwEdgeError):
+    """An exported artifact that is missing, damaged, or does not match its manifest."""
+
+
+class ExportError(GrwEdgeError):
+    """An export that cannot be done as asked (target unavailable, bad options)."""
+
+
+class ParityError(GrwEdgeError):
+    """An exported model that disagrees with the PyTorch reference beyond DESIGN.md's bars."""
+
+
+class BackendUnavailableError(GrwEdgeError):
+    """A runtime backend whose package or device is not present on this machine."""

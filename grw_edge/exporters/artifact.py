@@ -1,0 +1,129 @@
+"""What every exporter shares: options, the atomic artifact directory, the manifest skeleton."""
+from __future__ import annotations
+
+import contextlib
+import platform
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from grw_edge.checkpoints import save_checkpoint
+from grw_edge.errors import ExportError
+from grw_edge.manifest import Manifest, StateEntry
+from grw_edge.models.classifier import GrwVideoClassifier
+from grw_edge.streaming import StateSpec
+
+LABELS_FILE = "labels.txt"
+REFERENCE_FILE = "reference.safetensors"
+FRAMES_INPUT = "frames"
+EMBEDDINGS_OUTPUT = "embeddings"
+LOGITS_OUTPUT = "logits"
+DYNAMIC = -1  # a manifest shape entry that may take any size
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Options every target understands; targets may add their own keyword arguments."""
+
+    batch: int = 1
+    frames_per_step: int = 1
+    resolution: int | None = None  # default: the backbone's evaluation resolution
+    precision: str = "fp32"
+    fused: bool = False
+    include_reference: bool = True
+    parity_clips: int = 1
+    parity_frames: int | None = None  # default: the head window (frames per clip)
+    overwrite: bool = False
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.batch < 1 or self.frames_per_step < 1 or self.parity_clips < 1:
+            raise ExportError("batch, frames per step and parity clips must be at least 1")
+        if self.resolution is not None and self.resolution < 32:
+            raise ExportError(f"resolution {self.resolution} is too small (at least 32)")
+
+
+def state_entry(spec: StateSpec, input_name: str, output_name: str) -> StateEntry:
+    return StateEntry(spec.name, input_name, output_name, list(spec.shape), spec.dtype, spec.init)
+
+
+def base_manifest(model: GrwVideoClassifier, *, target: str, options: ExportOptions,
+                  states: list[StateEntry], step: dict, head: dict) -> Manifest:
+    """The target-independent part of an artifact's manifest."""
+    spec = model.backbone_spec
+    resolution = options.resolution or spec.resolution
+    resize = round(resolution * spec.resize / spec.resolution)
+    frames = options.frames_per_step if spec.causal else DYNAMIC
+    origin = getattr(model, "origin", None)
+    return Manifest(
+        backbone=spec.name, target=target, precision=options.precision,
+        mode="streaming" if spec.causal else "clip",
+        frames_per_clip=spec.frames_per_clip, fps=spec.fps,
+        embed_dim=model.head_config.embed_dim, num_classes=model.head_config.num_classes,
+        input={"name": FRAMES_INPUT, "shape": [options.batch, 3, frames, resolution, resolution],
+               "dtype": "float32", "layout": "NCTHW", "range": [0.0, 1.0],
+               "preprocess": {"resize": [resize, resize],
+                              "center_crop": [resolution, resolution],
+                              "interpolation": "bilinear", "antialias": True,
+                              "scale": 1 / 255}},
+        states=states, step=step, head=head, labels=LABELS_FILE,
+        source={"checkpoint": getattr(origin, "path", None),
+                "checkpoint_sha256": getattr(origin, "sha256", None),
+                "weights": getattr(origin, "weights", "random-init")},
+        reference={"file": REFERENCE_FILE} if options.include_reference else None,
+        producer={"grw_edge": _version(), "torch": torch.__version__,
+                  "python": platform.python_version()},
+    )
+
+
+def _version() -> str:
+    from grw_edge import __version__
+
+    return __version__
+
+
+def write_common_files(model: GrwVideoClassifier, directory: Path, options: ExportOptions) -> None:
+    """labels.txt, and the reference weights unless left out."""
+    (directory / LABELS_FILE).write_text("\n".join(class_names(model.head_config.num_classes))
+                                         + "\n")
+    if options.include_reference:
+        save_checkpoint(model, directory / REFERENCE_FILE,
+                        num_samples=getattr(getattr(model, "origin", None), "num_samples", 0))
+
+
+def class_names(num_classes: int) -> list[str]:
+    """Kinetics-600 names for a 600-class head, ``class_<i>`` otherwise."""
+    if num_classes == 600:
+        text = resources.files("grw_edge.data").joinpath("kinetics600_labels.txt").read_text()
+        return text.splitlines()
+    return [f"class_{i}" for i in range(num_classes)]
+
+
+@contextlib.contextmanager
+def artifact_directory(out: str | Path, *, overwrite: bool) -> Iterator[Path]:
+    """Yield a temporary directory that becomes ``out`` only if the export succeeds.
+
+    A failed export leaves nothing behind, and an existing ``out`` is replaced only with
+    ``overwrite`` and only once the new artifact is complete.
+    """
+    target = Path(out)
+    if target.exists() and not overwrite:
+        raise ExportError(f"{target} already exists; pass --overwrite to replace it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield staging
+        if target.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+            target.rename(retired / target.name)
+            staging.rename(target)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

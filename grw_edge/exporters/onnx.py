@@ -1,0 +1,216 @@
+"""ONNX target: step (states as named graph inputs/outputs), head, optional fused classifier.
+
+Graphs are exported with torch's dynamo exporter from the inference-folded model (batch
+norms and ReZero scales folded into convolutions), checked with ``onnx.checker``, and
+refused if they hold control-flow or sequence operators that mobile runtimes and TensorRT
+lack.  ``mobile=True`` adds ONNX Runtime's mobile format (``.ort``) and the operator
+config for a reduced ONNX Runtime build.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+
+from grw_edge.errors import ExportError, ParityError
+from grw_edge.exporters.artifact import (
+    DYNAMIC,
+    EMBEDDINGS_OUTPUT,
+    FRAMES_INPUT,
+    LOGITS_OUTPUT,
+    ExportOptions,
+    artifact_directory,
+    base_manifest,
+    state_entry,
+    write_common_files,
+)
+from grw_edge.manifest import Manifest
+from grw_edge.models.classifier import GrwVideoClassifier
+from grw_edge.models.fusion import fold_for_inference
+from grw_edge.streaming import (
+    ClassifierHead,
+    ClipEmbedder,
+    FusedStreamingClassifier,
+    StreamingStep,
+    initial_states,
+    state_specs,
+    window_spec,
+)
+
+TARGET = "onnx"
+DEFAULT_OPSET = 18
+# Operators that make a graph unportable to mobile runtimes or TensorRT.
+FORBIDDEN_OPS = frozenset({
+    "Loop", "Scan", "If", "SequenceConstruct", "SequenceAt", "SequenceInsert", "SequenceErase",
+    "SequenceEmpty", "SequenceLength", "SplitToSequence", "ConcatFromSequence",
+    "BatchNormalization",  # must have been folded into the convolutions
+})
+NEXT_SUFFIX = ".next"
+
+
+def export(model: GrwVideoClassifier, out: str | Path, options: ExportOptions, *,
+           opset: int = DEFAULT_OPSET, mobile: bool = False) -> Path:
+    """Write an ONNX artifact for ``model`` to ``out`` and return its path."""
+    options.validate()
+    if options.precision != "fp32":
+        raise ExportError(f"precision {options.precision!r} is not available for ONNX yet; "
+                          f"use fp32")
+    model = model.eval()
+    with artifact_directory(out, overwrite=options.overwrite) as staging:
+        manifest = write_onnx_graphs(model, staging, options, opset=opset)
+        write_common_files(model, staging, options)
+        if mobile:
+            manifest.mobile = write_mobile_format(staging, manifest)
+        manifest.write(staging)
+        manifest.parity = check_parity(model, staging, manifest, options)
+        manifest.write(staging)
+    return Path(out)
+
+
+def write_onnx_graphs(model: GrwVideoClassifier, directory: Path, options: ExportOptions, *,
+                      opset: int) -> Manifest:
+    """Export the step (or whole-clip model), the head and, if asked, the fused model."""
+    folded = fold_for_inference(model)
+    spec = model.backbone_spec
+    side = options.resolution or spec.resolution
+    embed_dim = model.head_config.embed_dim
+    head_input = torch.zeros(options.batch, 2, embed_dim)
+    window = torch.export.Dim("window", min=1, max=4096)
+
+    states = []
+    if spec.causal:
+        specs = state_specs(folded.video_backbone, batch=options.batch, resolution=side,
+                            frames_per_step=options.frames_per_step)
+        states = [state_entry(s, s.name, s.name + NEXT_SUFFIX) for s in specs]
+        step = StreamingStep(folded.video_backbone, specs)
+        frames = torch.zeros(options.batch, 3, options.frames_per_step, side, side)
+        export_graph(step, (frames, *initial_states(specs)), directory / "step.onnx",
+                     input_names=[FRAMES_INPUT, *(s.input for s in states)],
+                     output_names=[EMBEDDINGS_OUTPUT, *(s.output for s in states)], opset=opset)
+    else:
+        if options.fused:
+            raise ExportError(f"{spec.name} is a whole-clip backbone: it has no fused "
+                              f"streaming form")
+        clip = torch.export.Dim("clip_frames", min=2, max=4096)
+        export_graph(ClipEmbedder(folded.video_backbone),
+                     (torch.zeros(options.batch, 3, 4, side, side),), directory / "step.onnx",
+                     input_names=[FRAMES_INPUT], output_names=[EMBEDDINGS_OUTPUT], opset=opset,
+                     dynamic_shapes=({2: clip},))
+    head = ClassifierHead(folded)
+    export_graph(head, (head_input,), directory / "head.onnx", input_names=[EMBEDDINGS_OUTPUT],
+                 output_names=[LOGITS_OUTPUT], opset=opset, dynamic_shapes=({1: window},))
+
+    manifest = base_manifest(
+        model, target=TARGET, options=options, states=states,
+        step={"file": "step.onnx", "outputs": {"embeddings": EMBEDDINGS_OUTPUT},
+              "opset": opset},
+        head={"file": "head.onnx", "input": EMBEDDINGS_OUTPUT, "output": LOGITS_OUTPUT,
+              "shape": [options.batch, DYNAMIC, embed_dim]})
+    if options.fused:
+        manifest.fused = write_fused(folded, directory, specs, options, opset=opset)
+    return manifest
+
+
+def write_fused(folded: GrwVideoClassifier, directory: Path, specs, options: ExportOptions, *,
+                opset: int) -> dict:
+    """The per-frame classifier: step + head with the embedding window as one more state."""
+    spec = folded.backbone_spec
+    side = options.resolution or spec.resolution
+    window = window_spec(options.batch, spec.frames_per_clip, folded.head_config.embed_dim)
+    fused = FusedStreamingClassifier(StreamingStep(folded.video_backbone, specs),
+                                     ClassifierHead(folded))
+    frames = torch.zeros(options.batch, 3, options.frames_per_step, side, side)
+    all_specs = [*specs, window]
+    export_graph(fused, (frames, *initial_states(all_specs)), directory / "fused.onnx",
+                 input_names=[FRAMES_INPUT, *(s.name for s in all_specs)],
+                 output_names=[LOGITS_OUTPUT, EMBEDDINGS_OUTPUT,
+                               *(s.name + NEXT_SUFFIX for s in all_specs)], opset=opset)
+    return {"file": "fused.onnx", "outputs": {"logits": LOGITS_OUTPUT,
+                                              "embeddings": EMBEDDINGS_OUTPUT},
+            "window_state": state_entry(window, window.name, window.name + NEXT_SUFFIX).__dict__,
+            "note": "states are those of 'states' plus 'window_state'; logits equal the head "
+                    "over the last frames_per_clip embeddings once that many frames were seen"}
+
+
+def export_graph(module: nn.Module, args: Sequence[torch.Tensor], path: Path, *,
+                 input_names: list[str], output_names: list[str], opset: int,
+                 dynamic_shapes: Sequence[dict] | None = None) -> onnx.ModelProto:
+    """Export one module with the dynamo exporter, then check the graph is portable."""
+    log = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(log), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module.eval(), tuple(args), str(path), input_names=input_names,
+                              output_names=output_names, dynamic_shapes=dynamic_shapes,
+                              opset_version=opset, dynamo=True, external_data=False,
+                              optimize=True, verbose=False)
+    except Exception as error:
+        raise ExportError(f"exporting {path.name} to ONNX failed: "
+                          f"{type(error).__name__}: {str(error).splitlines()[0]}") from error
+    return check_graph(path)
+
+
+def check_graph(path: Path) -> onnx.ModelProto:
+    """``onnx.checker`` plus the portability rule: no control flow, no sequences, no BN."""
+    model = onnx.load(str(path))
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except onnx.checker.ValidationError as error:
+        raise ExportError(f"{path.name} fails onnx.checker: {str(error).splitlines()[0]}") from None
+    used = {node.op_type for node in model.graph.node}
+    forbidden = sorted(used & FORBIDDEN_OPS)
+    if forbidden:
+        raise ExportError(f"{path.name} uses operators mobile runtimes and TensorRT lack: "
+                          f"{', '.join(forbidden)}")
+    return model
+
+
+def write_mobile_format(directory: Path, manifest: Manifest) -> dict:
+    """Convert the graphs to ONNX Runtime's mobile format and write the reduced-build config."""
+    import onnxruntime as ort
+    from onnxruntime.tools.ort_format_model.utils import create_config_from_models
+
+    files = {"step": manifest.step["file"], "head": manifest.head["file"]}
+    if manifest.fused:
+        files["fused"] = manifest.fused["file"]
+    converted = {}
+    for role, name in files.items():
+        ort_name = Path(name).with_suffix(".ort").name
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.optimized_model_filepath = str(directory / ort_name)
+        options.add_session_config_entry("session.save_model_format", "ORT")
+        ort.InferenceSession(str(directory / name), options, providers=["CPUExecutionProvider"])
+        converted[role] = ort_name
+    config = directory / "required_operators.config"
+    logging.getLogger("ort_format_model.utils").setLevel(logging.WARNING)
+    create_config_from_models([directory / n for n in converted.values()], config,
+                              enable_type_reduction=True)
+    return {**converted, "required_operators": config.name,
+            "optimization": "basic (portable across devices)"}
+
+
+def check_parity(model: GrwVideoClassifier, directory: Path, manifest: Manifest,
+                 options: ExportOptions) -> dict:
+    """Measure the written artifact against the reference; refuse it above the bars."""
+    from grw_edge.runtimes.onnxruntime import OnnxRuntimeSession
+    from grw_edge.verify import measure_parity
+
+    session = OnnxRuntimeSession(directory, manifest)
+    frames = options.parity_frames or manifest.frames_per_clip
+    if manifest.mode == "streaming":
+        frames -= frames % options.frames_per_step
+    report = measure_parity(model, session, clips=options.parity_clips, frames=frames,
+                            seed=options.seed)
+    problems = report.failures()
+    if problems:
+        raise ParityError(f"the exported model disagrees with the reference: "
+                          f"{'; '.join(problems)}; no artifact was written")
+    return report.to_dict()
