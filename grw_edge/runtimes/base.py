@@ -36,6 +36,7 @@ class StreamingSession(ABC):
         self._resize = int(preprocess.get("resize", [self._resolution])[0])
         self._embeddings: deque[np.ndarray] = deque(maxlen=self.window)
         self._frames: deque[np.ndarray] = deque(maxlen=self.window)
+        self._clip_embeddings: np.ndarray | None = None  # clip mode: for the frames held now
 
     @property
     def streaming(self) -> bool:
@@ -47,6 +48,7 @@ class StreamingSession(ABC):
         """Forget every frame: initial states, empty window."""
         self._embeddings.clear()
         self._frames.clear()
+        self._clip_embeddings = None
         if self.streaming:
             self._reset_states()
 
@@ -59,7 +61,8 @@ class StreamingSession(ABC):
         """
         frames = self._as_step_input(frame)
         if not self.streaming:
-            self._frames.append(frames)
+            self._frames.extend(np.split(frames, frames.shape[2], axis=2))
+            self._clip_embeddings = None
             return None
         embeddings = self._run_step(frames)
         for t in range(embeddings.shape[1]):
@@ -73,9 +76,7 @@ class StreamingSession(ABC):
                 raise InputShapeError("push at least one frame before classify()")
             embeddings = np.stack(self._embeddings, axis=1)
         else:
-            if not self._frames:
-                raise InputShapeError("push at least one frame before classify()")
-            embeddings = self._run_clip(np.concatenate(self._frames, axis=2))
+            embeddings = self._held_clip_embeddings()
         return self._run_head(np.ascontiguousarray(embeddings, dtype=np.float32))
 
     def embed_clip(self, frames: np.ndarray) -> np.ndarray:
@@ -83,13 +84,22 @@ class StreamingSession(ABC):
         from the initial state, or in one call for clip-mode artifacts.  Resets the session."""
         self.reset()
         if not self.streaming:
-            return self._run_clip(np.ascontiguousarray(frames, dtype=np.float32))
+            self.push(np.ascontiguousarray(frames, dtype=np.float32))
+            return self._held_clip_embeddings()
         t = self._step_frames
         if frames.shape[2] % t:
             raise InputShapeError(f"a clip of {frames.shape[2]} frames cannot be fed in steps "
                                   f"of {t}")
         steps = [self.push(frames[:, :, i:i + t]) for i in range(0, frames.shape[2], t)]
         return np.concatenate(steps, axis=1)
+
+    def _held_clip_embeddings(self) -> np.ndarray:
+        """Clip mode: embeddings of the frames held now, computed once per change."""
+        if not self._frames:
+            raise InputShapeError("push at least one frame before classify()")
+        if self._clip_embeddings is None:
+            self._clip_embeddings = self._run_clip(np.concatenate(self._frames, axis=2))
+        return self._clip_embeddings
 
     # ------------------------------------------------------------------ backend hooks
 
@@ -131,6 +141,8 @@ class StreamingSession(ABC):
             array = array[None]
         if array.ndim == 4:
             array = array[:, :, None]
+        if not self.streaming and array.ndim == 5:
+            t = array.shape[2]  # a clip-mode artifact takes any number of frames
         expected = (b, 3, t, r, r)
         if array.shape != expected:
             raise InputShapeError(f"expected a preprocessed frame of shape {expected} "
