@@ -1,0 +1,1 @@
+"""Benchmarks: latency (this module set grows with FLOPs, memory and accuracy)."""
