@@ -23,3 +23,20 @@ def progress(iterable: Iterable[T], *, desc: str, total: int | None = None,
     """Wrap ``iterable`` in a progress bar when :func:`progress_enabled`."""
     return tqdm(iterable, desc=desc, total=total, unit=unit, disable=not progress_enabled(),
                 leave=False, dynamic_ncols=True)
+
+
+class Stages:
+    """A progress bar over the named stages of one long task (an export, say)."""
+
+    def __init__(self, names: list[str], *, desc: str) -> None:
+        self._bar = tqdm(total=len(names), desc=desc, unit="stage",
+                         disable=not progress_enabled(), leave=False, dynamic_ncols=True)
+
+    def start(self, name: str) -> None:
+        self._bar.set_postfix_str(name)
+
+    def done(self) -> None:
+        self._bar.update(1)
+
+    def close(self) -> None:
+        self._bar.close()

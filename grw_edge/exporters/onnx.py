@@ -19,6 +19,7 @@ import onnx
 import torch
 from torch import nn
 
+from grw_edge._progress import Stages
 from grw_edge.errors import ExportError, ParityError
 from grw_edge.exporters.artifact import (
     DYNAMIC,
@@ -63,14 +64,24 @@ def export(model: GrwVideoClassifier, out: str | Path, options: ExportOptions, *
         raise ExportError(f"precision {options.precision!r} is not available for ONNX yet; "
                           f"use fp32")
     model = model.eval()
-    with artifact_directory(out, overwrite=options.overwrite) as staging:
-        manifest = write_onnx_graphs(model, staging, options, opset=opset)
-        write_common_files(model, staging, options)
-        if mobile:
-            manifest.mobile = write_mobile_format(staging, manifest)
-        manifest.write(staging)
-        manifest.parity = check_parity(model, staging, manifest, options)
-        manifest.write(staging)
+    stages = Stages(["graphs", *(["mobile"] if mobile else []), "parity"], desc="export")
+    try:
+        with artifact_directory(out, overwrite=options.overwrite) as staging:
+            stages.start("ONNX graphs")
+            manifest = write_onnx_graphs(model, staging, options, opset=opset)
+            write_common_files(model, staging, options)
+            stages.done()
+            if mobile:
+                stages.start("mobile format")
+                manifest.mobile = write_mobile_format(staging, manifest)
+                stages.done()
+            manifest.write(staging)
+            stages.start("parity")
+            manifest.parity = check_parity(model, staging, manifest, options)
+            manifest.write(staging)
+            stages.done()
+    finally:
+        stages.close()
     return Path(out)
 
 
