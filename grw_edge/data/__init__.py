@@ -1,0 +1,1 @@
+"""Data: video decoding (PyAV), the Kinetics folder dataset and the synthetic rotation set."""
