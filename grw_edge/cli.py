@@ -32,6 +32,21 @@ def cli() -> None:
     """GRW-smoothed MoViNet video recognition: train, export, verify, evaluate, benchmark."""
 
 
+def _weights_options(function):
+    """--backbone/--checkpoint/--hub/--random-init/--ema, shared by commands that load a model."""
+    options = [
+        click.option("--backbone", default=None, help="Registered backbone."),
+        click.option("--checkpoint", type=click.Path(), default=None, help="Checkpoint file."),
+        click.option("--hub", is_flag=True, help="The published weights (downloaded)."),
+        click.option("--random-init", is_flag=True, help="Freshly initialised weights."),
+        click.option("--ema/--no-ema", default=False, show_default=True,
+                     help="Use the EMA weights."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
 @cli.command("backbones")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def backbones_command(as_json: bool) -> None:
@@ -85,14 +100,10 @@ def info_command(checkpoint: str, as_json: bool) -> None:
 
 
 @cli.command("export")
-@click.option("--backbone", help="Registered backbone (detected from --checkpoint if omitted).")
+@_weights_options
 @click.option("--target", type=click.Choice(["onnx"]), default="onnx", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), help="Artifact directory "
               "[default: <backbone>-<target>].")
-@click.option("--checkpoint", type=click.Path(), help="Checkpoint file to export.")
-@click.option("--hub", is_flag=True, help="Export the published weights (downloaded).")
-@click.option("--random-init", is_flag=True, help="Export freshly initialised weights.")
-@click.option("--ema/--no-ema", default=False, show_default=True, help="Use the EMA weights.")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--frames-per-step", type=click.IntRange(min=1), default=1, show_default=True,
               help="Frames each streaming step takes.")
@@ -110,8 +121,8 @@ def info_command(checkpoint: str, as_json: bool) -> None:
 @click.option("--parity-frames", type=click.IntRange(min=1), default=None,
               help="Frames per parity clip [default: frames per clip].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing artifact directory.")
-def export_command(backbone: str | None, target: str, out: str | None, checkpoint: str | None,
-                   hub: bool, random_init: bool, ema: bool, batch: int, frames_per_step: int,
+def export_command(backbone: str | None, checkpoint: str | None, hub: bool, random_init: bool,
+                   ema: bool, target: str, out: str | None, batch: int, frames_per_step: int,
                    resolution: int | None, opset: int, fused: bool, mobile: bool,
                    no_reference: bool, parity_clips: int, parity_frames: int | None,
                    overwrite: bool) -> None:
@@ -164,6 +175,156 @@ def verify_command(artifact: str, backend: str | None, checkpoint: str | None, c
             "result": "FAIL" if problems else "PASS"}]))
     if problems:
         raise click.ClickException("; ".join(problems))
+
+
+@cli.command("eval")
+@click.option("--data", "data_root", type=click.Path(), required=True,
+              help="Dataset root holding <split>/<class>/<video>.")
+@click.option("--split", default="test", show_default=True)
+@_weights_options
+@click.option("--artifact", type=click.Path(), default=None, help="Evaluate an exported "
+              "artifact (streamed frame by frame) instead of a checkpoint.")
+@click.option("--compare", is_flag=True, help="With --artifact: also run the PyTorch reference "
+              "on the same clips and report the agreement.")
+@click.option("--frames", type=click.IntRange(min=1), default=None, help="Frames per clip "
+              "[default: the backbone's or artifact's].")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Sampling rate [default: the backbone's or artifact's].")
+@click.option("--resolution", type=click.IntRange(min=32), default=None,
+              help="Crop side for checkpoints [default: the backbone's].")
+@click.option("--max-clips", type=click.IntRange(min=1), default=None,
+              help="Evaluate this many clips, spread over the set.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="DataLoader worker processes.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def eval_command(data_root: str, split: str, backbone: str | None, checkpoint: str | None,
+                 hub: bool, random_init: bool, ema: bool, artifact: str | None, compare: bool,
+                 frames: int | None, fps: float | None, resolution: int | None,
+                 max_clips: int | None, batch_size: int, workers: int, threads: int | None,
+                 as_json: bool) -> None:
+    """Top-1/top-5 accuracy and loss on a video folder (runs under torchrun too)."""
+    from grw_edge.data.kinetics import VideoClipDataset
+    from grw_edge.evaluate import evaluate, reference_predictor, session_predictor
+    from grw_edge.labels import class_names, read_labels
+    from grw_edge.preprocess import ClipProtocol
+
+    predictors = {}
+    if artifact:
+        from grw_edge import runtimes
+        from grw_edge.verify import reference_model
+
+        session = runtimes.open(artifact, threads=threads)
+        protocol = ClipProtocol.for_manifest(session.manifest)
+        classes = read_labels(session.artifact / session.manifest.labels)
+        if compare:
+            predictors["pytorch"] = reference_predictor(reference_model(artifact, checkpoint))
+        predictors[session.backend] = session_predictor(session)
+    else:
+        if compare:
+            raise click.ClickException("--compare needs --artifact")
+        model = _model_from_options(backbone, checkpoint, hub, random_init, ema)
+        protocol = ClipProtocol.for_backbone(model.backbone_spec, resolution)
+        classes = class_names(model.head_config.num_classes)
+        predictors["pytorch"] = reference_predictor(model)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    protocol = protocol.override(frames, fps)
+    dataset = VideoClipDataset(data_root, split, frames_per_clip=protocol.frames, fps=protocol.fps,
+                               resize=protocol.resize, crop=protocol.crop)
+    report = evaluate(dataset, predictors, classes, batch_size=batch_size, workers=workers,
+                      max_clips=max_clips)
+    if report is None:  # not rank 0 of a distributed run
+        return
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    click.echo(f"{report.clips} clips of {protocol.frames} frames at {protocol.fps:g} fps "
+               f"({protocol.crop}px) from {data_root}/{split}: {report.clips_per_second:.2f} clips/s")
+    click.echo(_table([{"model": name, "top-1": f"{s.top1:.2%}", "top-5": f"{s.top5:.2%}",
+                        "loss": f"{s.loss:.4f}"} for name, s in report.scores.items()]))
+    if report.agreement:
+        click.echo(f"top-1 agreement {report.agreement['top1_agreement']:.2%}, max |d logits| "
+                   f"{report.agreement['max_abs_logits']:.2e}")
+    if report.failed or report.too_short:
+        click.echo(f"skipped: {report.unreadable} unreadable file(s), {report.too_short} video(s) "
+                   f"shorter than one clip, {len(report.failed) - report.unreadable} clip(s) "
+                   f"that failed to decode")
+        for path in report.failed:
+            click.echo(f"  unreadable: {path}")
+
+
+@cli.command("predict")
+@click.argument("video", type=click.Path())
+@_weights_options
+@click.option("--artifact", type=click.Path(), default=None, help="Use an exported artifact.")
+@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--stream", is_flag=True, help="Print the running prediction frame by frame.")
+@click.option("--frames", type=click.IntRange(min=1), default=None, help="Frames to use.")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option("--resolution", type=click.IntRange(min=32), default=None)
+def predict_command(video: str, backbone: str | None, checkpoint: str | None, hub: bool,
+                    random_init: bool, ema: bool, artifact: str | None, top: int, stream: bool,
+                    frames: int | None, fps: float | None, resolution: int | None) -> None:
+    """Top labels of VIDEO's first clip, or (--stream) the running prediction per frame."""
+    from grw_edge.evaluate import reference_predictor, session_predictor
+    from grw_edge.labels import class_names, read_labels
+    from grw_edge.predict import predict_video, stream_video
+    from grw_edge.preprocess import ClipProtocol
+    from grw_edge.runtimes.torch import TorchSession
+
+    if artifact:
+        from grw_edge import runtimes
+
+        session = runtimes.open(artifact)
+        protocol = ClipProtocol.for_manifest(session.manifest)
+        classes = read_labels(session.artifact / session.manifest.labels)
+    else:
+        model = _model_from_options(backbone, checkpoint, hub, random_init, ema)
+        protocol = ClipProtocol.for_backbone(model.backbone_spec, resolution)
+        classes = class_names(model.head_config.num_classes)
+        session = TorchSession.for_model(model, resolution=protocol.crop)
+    protocol = protocol.override(frames, fps)
+    if stream:
+        if not session.streaming:
+            raise click.ClickException(f"{session.manifest.backbone} is a whole-clip backbone; "
+                                       f"it cannot stream (drop --stream)")
+        session.reset()
+        for prediction in stream_video(session.push, session.classify, video, protocol, classes):
+            click.echo(f"{prediction.seconds:7.2f}s  frame {prediction.frames:>4}  "
+                       f"{prediction.labels[0]}  {prediction.probabilities[0]:.3f}")
+        return
+    predict = session_predictor(session) if artifact else reference_predictor(model)
+    prediction = predict_video(predict, video, protocol, classes, top)
+    click.echo(f"{video}: {prediction.frames} frames at {protocol.fps:g} fps")
+    for label, probability in zip(prediction.labels, prediction.probabilities):
+        click.echo(f"  {probability:6.3f}  {label}")
+
+
+@cli.command("make-synthetic")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--videos-per-class", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Training videos per class.")
+@click.option("--test-videos-per-class", type=click.IntRange(min=1), default=None,
+              help="Test videos per class [default: a quarter of the training count, >= 2].")
+@click.option("--frames", type=click.IntRange(min=2), default=40, show_default=True)
+@click.option("--size", type=click.IntRange(min=16), default=96, show_default=True)
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=10.0,
+              show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def make_synthetic_command(out: str, videos_per_class: int, test_videos_per_class: int | None,
+                           frames: int, size: int, fps: float, seed: int) -> None:
+    """Render the yaw/pitch/roll airplane set (train and test) as mp4 files under OUT."""
+    from grw_edge.data.synthetic import make_synthetic_dataset
+
+    summary = make_synthetic_dataset(out, videos_per_class=videos_per_class,
+                                     test_videos_per_class=test_videos_per_class, frames=frames,
+                                     size=size, fps=fps, seed=seed)
+    click.echo(f"wrote {summary['splits']} videos of {frames} frames ({size}px, {fps:g} fps) "
+               f"for classes {', '.join(summary['classes'])} to {out}")
 
 
 def _model_from_options(backbone: str | None, checkpoint: str | None, hub: bool,

@@ -5,12 +5,19 @@ No mean/std normalisation.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
 from grw_edge.errors import InputShapeError
+
+if TYPE_CHECKING:
+    from grw_edge.manifest import Manifest
+    from grw_edge.registry import BackboneSpec
 
 
 def preprocess_frames(frames: Tensor | np.ndarray, *, resize: int, crop: int) -> Tensor:
@@ -22,3 +29,29 @@ def preprocess_frames(frames: Tensor | np.ndarray, *, resize: int, crop: int) ->
     x = frames.movedim(-1, -3).to(torch.float32) / 255
     x = TF.resize(x, [resize, resize], antialias=True)
     return TF.center_crop(x, [crop, crop])
+
+
+@dataclass(frozen=True)
+class ClipProtocol:
+    """How clips are sampled and transformed: N frames at ``fps``, resized then cropped."""
+
+    frames: int
+    fps: float
+    resize: int
+    crop: int
+
+    @classmethod
+    def for_backbone(cls, spec: BackboneSpec, resolution: int | None = None) -> ClipProtocol:
+        """The paper's protocol for a backbone; another resolution keeps the resize ratio."""
+        crop = resolution or spec.resolution
+        return cls(spec.frames_per_clip, spec.fps, round(crop * spec.resize / spec.resolution),
+                   crop)
+
+    @classmethod
+    def for_manifest(cls, manifest: Manifest) -> ClipProtocol:
+        preprocess = manifest.input["preprocess"]
+        return cls(manifest.frames_per_clip, manifest.fps, int(preprocess["resize"][0]),
+                   int(preprocess["center_crop"][0]))
+
+    def override(self, frames: int | None = None, fps: float | None = None) -> ClipProtocol:
+        return replace(self, frames=frames or self.frames, fps=fps or self.fps)

@@ -7,13 +7,13 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import torch
 
 from grw_edge.checkpoints import save_checkpoint
 from grw_edge.errors import ExportError
+from grw_edge.labels import class_names
 from grw_edge.manifest import Manifest, StateEntry
 from grw_edge.models.classifier import GrwVideoClassifier
 from grw_edge.streaming import StateSpec
@@ -94,14 +94,6 @@ def write_common_files(model: GrwVideoClassifier, directory: Path, options: Expo
     if options.include_reference:
         save_checkpoint(model, directory / REFERENCE_FILE,
                         num_samples=getattr(getattr(model, "origin", None), "num_samples", 0))
-
-
-def class_names(num_classes: int) -> list[str]:
-    """Kinetics-600 names for a 600-class head, ``class_<i>`` otherwise."""
-    if num_classes == 600:
-        text = resources.files("grw_edge.data").joinpath("kinetics600_labels.txt").read_text()
-        return text.splitlines()
-    return [f"class_{i}" for i in range(num_classes)]
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ import torch
 from grw_edge.checkpoints import load_checkpoint
 from grw_edge.errors import ArtifactError
 from grw_edge.manifest import Manifest
+from grw_edge.models.classifier import GrwVideoClassifier
 from grw_edge.runtimes.base import StreamingSession
 from grw_edge.streaming import initial_states
 
@@ -19,20 +20,38 @@ class TorchSession(StreamingSession):
     backend = "torch"
 
     def __init__(self, artifact: str | Path, manifest: Manifest | None = None, *,
-                 threads: int | None = None, device: str = "cpu") -> None:
+                 threads: int | None = None, device: str = "cpu",
+                 model: GrwVideoClassifier | None = None) -> None:
         super().__init__(artifact, manifest)
-        reference = (self.manifest.reference or {}).get("file")
-        if not reference or not (self.artifact / reference).is_file():
-            raise ArtifactError(f"{self.artifact} carries no reference weights (exported with "
-                                f"--no-reference); the torch backend needs them")
+        if model is None:
+            reference = (self.manifest.reference or {}).get("file")
+            if not reference or not (self.artifact / reference).is_file():
+                raise ArtifactError(f"{self.artifact} carries no reference weights (exported "
+                                    f"with --no-reference); the torch backend needs them")
+            # The reference file holds exactly the exported weights (EMA ones saved as plain).
+            model = load_checkpoint(self.artifact / reference)
         if threads:
             torch.set_num_threads(threads)
         self.device = torch.device(device)
-        # The reference file holds exactly the exported weights (EMA ones saved as plain).
-        self.model = load_checkpoint(self.artifact / reference)
-        self.model.to(self.device)
+        self.model = model.eval().to(self.device)
         self._states: dict[str, torch.Tensor] = {}
         self.reset()
+
+    @classmethod
+    def for_model(cls, model: GrwVideoClassifier, *, resolution: int | None = None,
+                  **options) -> TorchSession:
+        """A session on an in-memory model, with the manifest an export would write."""
+        from grw_edge.exporters.artifact import ExportOptions, base_manifest, state_entry
+        from grw_edge.streaming import state_specs
+
+        export_options = ExportOptions(resolution=resolution, include_reference=False)
+        states = []
+        if model.backbone_spec.causal:
+            specs = state_specs(model.video_backbone, resolution=resolution)
+            states = [state_entry(spec, spec.name, spec.name) for spec in specs]
+        manifest = base_manifest(model, target="torch", options=export_options, states=states,
+                                 step={}, head={})
+        return cls(Path("."), manifest, model=model, **options)
 
     def _reset_states(self) -> None:
         states = initial_states(self.manifest.states, device=self.device)

@@ -1,0 +1,168 @@
+"""Kinetics-style video folders: ``ROOT/<split>/<class name>/<clip>.mp4``.
+
+The class index is the position of the class folder in sorted order (for the real set this
+is the Kinetics-600 order the package ships).  Probing every video for its frame rate and
+frame count is the slow part, so the result is cached on disk as JSON and rebuilt when
+the folder changes (a file added, removed, resized or touched).  Videos that cannot be
+read are skipped and listed, never a crash.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from grw_edge._io import atomic_write_path
+from grw_edge._progress import progress
+from grw_edge.data.video import (
+    VideoDecodeError,
+    clip_indices,
+    list_videos,
+    probe_video,
+    read_frames,
+)
+from grw_edge.errors import GrwEdgeError
+from grw_edge.preprocess import preprocess_frames
+
+INDEX_VERSION = 1
+
+
+class DatasetError(GrwEdgeError):
+    """A dataset folder that is missing or holds nothing usable."""
+
+
+@dataclass
+class VideoIndex:
+    """Every video of one split with its label, frame rate and frame count; and the failures."""
+
+    root: str
+    split: str
+    classes: list[str]
+    videos: list[dict] = field(default_factory=list)  # path (relative), label, fps, num_frames
+    failed: list[dict] = field(default_factory=list)  # path (relative), reason
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("GRW_EDGE_CACHE") or Path.home() / ".cache" / "grw-edge"
+    return Path(base) / "video-index"
+
+
+def build_index(root: str | os.PathLike[str], split: str, *, workers: int = 4,
+                cache_dir: str | os.PathLike[str] | None = None) -> VideoIndex:
+    """The split's video index, from the cache when the folder has not changed."""
+    split_dir = Path(root) / split
+    if not split_dir.is_dir():
+        raise DatasetError(f"no split folder {split_dir}; expected ROOT/{split}/<class>/<video>")
+    classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
+    if not classes:
+        raise DatasetError(f"{split_dir} has no class folders")
+    files = [(label, path) for label, name in enumerate(classes)
+             for path in list_videos(split_dir / name)]
+    fingerprint = _fingerprint(split_dir, [path for _, path in files])
+    cache = Path(cache_dir or default_cache_dir()) / f"{_key(split_dir)}.json"
+    cached = _load_cache(cache, fingerprint)
+    if cached is not None:
+        return cached
+    index = VideoIndex(str(Path(root).resolve()), split, classes)
+
+    def probe(item: tuple[int, Path]) -> tuple[int, Path, object]:
+        label, path = item
+        try:
+            return label, path, probe_video(path)
+        except VideoDecodeError as error:
+            return label, path, error
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        results = list(progress(pool.map(probe, files), desc=f"indexing {split}",
+                                total=len(files), unit="video"))
+    for label, path, info in results:
+        relative = str(path.relative_to(split_dir))
+        if isinstance(info, VideoDecodeError):
+            index.failed.append({"path": relative, "reason": str(info)})
+        else:
+            index.videos.append({"path": relative, "label": label, "fps": info.fps,
+                                 "num_frames": info.num_frames})
+    _save_cache(cache, fingerprint, index)
+    return index
+
+
+def _key(split_dir: Path) -> str:
+    return hashlib.sha256(str(split_dir.resolve()).encode()).hexdigest()[:20]
+
+
+def _fingerprint(split_dir: Path, paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        stat = path.stat()
+        digest.update(f"{path.relative_to(split_dir)}\0{stat.st_size}\0{stat.st_mtime_ns}\n"
+                      .encode())
+    return digest.hexdigest()
+
+
+def _load_cache(cache: Path, fingerprint: str) -> VideoIndex | None:
+    try:
+        data = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        return None
+    if data.get("version") != INDEX_VERSION or data.get("fingerprint") != fingerprint:
+        return None
+    return VideoIndex(**data["index"])
+
+
+def _save_cache(cache: Path, fingerprint: str, index: VideoIndex) -> None:
+    payload = {"version": INDEX_VERSION, "fingerprint": fingerprint, "index": index.__dict__}
+    try:
+        with atomic_write_path(cache) as tmp:
+            tmp.write_text(json.dumps(payload))
+    except OSError:
+        pass  # an unwritable cache only costs the next run a re-scan
+
+
+class VideoClipDataset(Dataset):
+    """Clips of N frames resampled to ``fps``, transformed as the upstream evaluation does.
+
+    An item is ``{"frames": (N, 3, R, R) float in [0, 1], "label": int, "clip": int,
+    "ok": bool}``; a clip that fails to decode gives ``ok=False`` (and zeros) so that one
+    bad file never stops an evaluation.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], split: str = "test", *,
+                 frames_per_clip: int, fps: float | None, resize: int, crop: int,
+                 workers: int = 4, cache_dir: str | os.PathLike[str] | None = None) -> None:
+        self.index = build_index(root, split, workers=workers, cache_dir=cache_dir)
+        self.split_dir = Path(root) / split
+        self.frames_per_clip, self.fps, self.resize, self.crop = frames_per_clip, fps, resize, crop
+        self.clips: list[tuple[int, np.ndarray]] = []
+        self.too_short: list[str] = []
+        for number, video in enumerate(self.index.videos):
+            found = clip_indices(video["num_frames"], video["fps"], fps, frames_per_clip)
+            if not found:
+                self.too_short.append(video["path"])
+            self.clips.extend((number, indices) for indices in found)
+
+    @property
+    def classes(self) -> list[str]:
+        return self.index.classes
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def clip_path(self, clip: int) -> str:
+        return self.index.videos[self.clips[clip][0]]["path"]
+
+    def __getitem__(self, clip: int) -> dict[str, object]:
+        number, indices = self.clips[clip]
+        video = self.index.videos[number]
+        try:
+            raw = read_frames(self.split_dir / video["path"], indices)
+            frames, ok = preprocess_frames(raw, resize=self.resize, crop=self.crop), True
+        except VideoDecodeError:
+            frames, ok = torch.zeros(self.frames_per_clip, 3, self.crop, self.crop), False
+        return {"frames": frames, "label": video["label"], "clip": clip, "ok": ok}

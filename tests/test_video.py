@@ -1,0 +1,121 @@
+"""Decoding, the upstream frame selection, the evaluation transform and the folder index."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torchvision.transforms as T
+
+from grw_edge.data.kinetics import VideoClipDataset, build_index
+from grw_edge.data.video import (
+    VideoDecodeError,
+    clip_indices,
+    probe_video,
+    read_frames,
+    resample_indices,
+    upright,
+    write_video,
+)
+from grw_edge.preprocess import preprocess_frames
+
+
+def numbered_frames(count: int, height: int = 48, width: int = 64) -> np.ndarray:
+    """Frames whose top-left block brightness encodes the frame number (i * 3)."""
+    frames = np.full((count, height, width, 3), 40, np.uint8)
+    frames[:, :16, :16] = (np.arange(count) * 3 % 256)[:, None, None, None]
+    return frames
+
+
+def frame_numbers(frames: np.ndarray) -> list[int]:
+    return [round(float(f[4:12, 4:12].mean()) / 3) for f in frames]
+
+
+def torchvision_resample(num_frames: int, original_fps: float, new_fps: float):
+    """torchvision 0.17 ``VideoClips`` frame selection, restated with torch as it was."""
+    total = int(math.floor(num_frames * new_fps / original_fps))
+    step = original_fps / new_fps
+    if float(step).is_integer():
+        return torch.arange(num_frames)[slice(None, None, int(step))]
+    return (torch.arange(total, dtype=torch.float32) * step).floor().to(torch.int64)
+
+
+@pytest.mark.parametrize("fps", [29.97, 25.0, 30.0, 12.0])
+@pytest.mark.parametrize("target", [5.0, 12.0])
+def test_resampling_matches_the_upstream_rule(fps, target):
+    for count in (0, 7, 150, 301):
+        expected = torchvision_resample(count, fps, target).numpy()
+        assert np.array_equal(resample_indices(count, fps, target), expected)
+
+
+@pytest.mark.parametrize("fps,expected_step,expected_clips", [(29.97, 29.97 / 5, 2),
+                                                               (25.0, 5.0, 3)])
+def test_decoded_clips_hold_the_selected_frames(tmp_path, fps, expected_step, expected_clips):
+    path = write_video(tmp_path / "numbers.mp4", numbered_frames(70), fps)
+    info = probe_video(path)
+    assert info.num_frames == 70 and info.fps == pytest.approx(fps, rel=1e-3)
+    assert (info.width, info.height) == (64, 48)
+    clips = clip_indices(info.num_frames, info.fps, 5.0, 4)
+    kept = resample_indices(70, info.fps, 5.0)
+    assert len(clips) == len(kept) // 4 == expected_clips
+    assert kept[1] == math.floor(expected_step)
+    for clip in clips:
+        assert frame_numbers(read_frames(path, clip)) == list(clip)
+
+
+def test_short_videos_give_no_clip_and_rotation_is_undone():
+    assert clip_indices(20, 25.0, 5.0, 50) == []
+    image = np.arange(6).reshape(2, 3, 1).repeat(3, axis=2).astype(np.uint8)
+    assert upright(image, -90).shape == (3, 2, 3)
+    assert np.array_equal(upright(upright(image, 90), -90), image)
+    assert upright(image, 0) is image
+
+
+def test_transform_equals_torchvision(tmp_path):
+    frames = np.random.default_rng(0).integers(0, 256, (3, 90, 120, 3), dtype=np.uint8)
+    ours = preprocess_frames(frames, resize=200, crop=172)
+    upstream = T.Compose([lambda v: v.to(torch.float32) / 255, T.Resize((200, 200)),
+                          T.CenterCrop(172)])
+    reference = upstream(torch.from_numpy(frames).permute(0, 3, 1, 2))
+    assert ours.shape == (3, 3, 172, 172)
+    assert torch.allclose(ours, reference, atol=1e-6)
+
+
+def test_unreadable_files_are_errors_not_crashes(tmp_path):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00not a video" * 50)
+    with pytest.raises(VideoDecodeError, match="broken.mp4"):
+        probe_video(broken)
+    with pytest.raises(VideoDecodeError):
+        read_frames(broken)
+
+
+def make_folder(root, counts=(("b_class", 2), ("a_class", 1)), frames=30, fps=25.0):
+    for name, videos in counts:
+        for i in range(videos):
+            write_video(root / "test" / name / f"{i}.mp4", numbered_frames(frames, 32, 32), fps)
+    return root
+
+
+def test_folder_index_labels_skips_and_cache(tmp_path):
+    root = make_folder(tmp_path / "data")
+    (root / "test" / "a_class" / "corrupt.mp4").write_bytes(b"garbage" * 100)
+    cache = tmp_path / "cache"
+    index = build_index(root, "test", cache_dir=cache)
+    assert index.classes == ["a_class", "b_class"]
+    assert sorted((v["path"], v["label"]) for v in index.videos) == [
+        ("a_class/0.mp4", 0), ("b_class/0.mp4", 1), ("b_class/1.mp4", 1)]
+    assert [f["path"] for f in index.failed] == ["a_class/corrupt.mp4"]
+    cached = json.loads(next(cache.iterdir()).read_text())
+    assert len(cached["index"]["videos"]) == 3
+
+    write_video(root / "test" / "a_class" / "1.mp4", numbered_frames(10, 32, 32), 25.0)
+    rebuilt = build_index(root, "test", cache_dir=cache)  # the folder changed
+    assert len(rebuilt.videos) == 4
+
+    dataset = VideoClipDataset(root, "test", frames_per_clip=3, fps=5.0, resize=36, crop=32,
+                               cache_dir=cache)
+    assert dataset.too_short == ["a_class/1.mp4"]  # 10 frames at 25 fps -> 2 at 5 fps
+    assert len(dataset) == 3 * 2  # 30 frames -> 6 at 5 fps -> 2 clips per video
+    item = dataset[0]
+    assert item["frames"].shape == (3, 3, 32, 32) and item["ok"] and item["label"] == 0
