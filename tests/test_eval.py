@@ -1,0 +1,101 @@
+"""grw-edge eval and predict on generated video folders, in one process and under torchrun."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from grw_edge.cli import cli
+from grw_edge.data.video import write_video
+from grw_edge.exporters import export
+from grw_edge.models import HeadConfig, create_model, randomize_
+
+HEAD = HeadConfig(embed_dim=64, depth=1, num_heads=2, mlp_dim=128, num_classes=600)
+CLIP = ["--frames", "4", "--fps", "10"]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """Two Kinetics classes, two noise videos each at 25 fps, and one corrupt file."""
+    root = tmp_path_factory.mktemp("videos")
+    rng = np.random.default_rng(0)
+    for name in ("abseiling", "air drumming"):
+        for i in range(2):
+            frames = rng.integers(0, 256, (20, 56, 64, 3), dtype=np.uint8)
+            write_video(root / "test" / name / f"{i}.mp4", frames, 25.0)
+    (root / "test" / "abseiling" / "corrupt.mp4").write_bytes(b"not a video" * 64)
+    return root
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory):
+    model = randomize_(create_model("movineta0s", head=HEAD), 7).eval()
+    return export(model, "onnx", tmp_path_factory.mktemp("art") / "a0s", resolution=48,
+                  parity_frames=4)
+
+
+def run(*args: str, env: dict | None = None):
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False,
+                                env={"GRW_EDGE_CACHE": env["cache"]} if env else None)
+    return result
+
+
+def test_compare_reports_full_agreement_and_lists_the_corrupt_file(folder, artifact, tmp_path):
+    result = run("eval", "--data", str(folder), "--artifact", str(artifact), "--compare",
+                 *CLIP, "--json", env={"cache": str(tmp_path)})
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["clips"] == 8 and report["unreadable"] == 1  # 20 frames -> 8 at 10 fps
+    assert report["failed"] == ["abseiling/corrupt.mp4"]
+    assert report["agreement"]["top1_agreement"] == 1.0
+    assert report["agreement"]["max_abs_logits"] <= 1e-3
+    scores = report["scores"]
+    assert scores["pytorch"]["top1"] == scores["onnxruntime"]["top1"]
+    assert abs(scores["pytorch"]["loss"] - scores["onnxruntime"]["loss"]) <= 1e-4
+
+
+def torchrun_eval(folder, artifact, cache, processes: int) -> dict:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={processes}", "-m", "grw_edge.cli", "eval", "--data",
+               str(folder), "--artifact", str(artifact), "--compare", *CLIP, "--batch-size", "1",
+               "--json"]
+    env = {**os.environ, "GRW_EDGE_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout)
+
+
+def test_two_gloo_processes_give_the_numbers_of_one(folder, artifact, tmp_path):
+    one = torchrun_eval(folder, artifact, tmp_path, 1)
+    two = torchrun_eval(folder, artifact, tmp_path, 2)
+    assert one["clips"] == two["clips"] == 8
+    for name in ("pytorch", "onnxruntime"):
+        for key in ("top1", "top5"):
+            assert one["scores"][name][key] == two["scores"][name][key]
+        assert one["scores"][name]["loss"] == pytest.approx(two["scores"][name]["loss"], abs=1e-6)
+    assert one["agreement"] == two["agreement"]
+
+
+def test_predict_top5_and_stream(folder, artifact):
+    video = str(folder / "test" / "abseiling" / "0.mp4")
+    result = run("predict", video, "--artifact", str(artifact), *CLIP)
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 0 and len(lines) == 6 and "4 frames at 10 fps" in lines[0]
+    probabilities = [float(line.split()[0]) for line in lines[1:]]
+    assert probabilities == sorted(probabilities, reverse=True)
+    stream = run("predict", video, "--artifact", str(artifact), "--stream", *CLIP)
+    frames = stream.output.strip().splitlines()
+    assert stream.exit_code == 0 and len(frames) == 4 and "frame    4" in frames[-1]
+
+
+def test_eval_errors_are_one_line(folder, tmp_path):
+    missing = run("eval", "--data", str(tmp_path / "nowhere"), "--backbone", "movineta0s",
+                  "--random-init", "--resolution", "32", *CLIP, env={"cache": str(tmp_path)})
+    assert missing.exit_code == 1 and "no split folder" in missing.output
+    assert len(missing.output.strip().splitlines()) == 1
+    too_long = run("eval", "--data", str(folder), "--backbone", "movineta0s", "--random-init",
+                   "--resolution", "32", "--frames", "500", env={"cache": str(tmp_path)})
+    assert too_long.exit_code == 1 and "no clips of 500 frames" in too_long.output
