@@ -5,7 +5,9 @@ User errors (``GrwEdgeError``) print one line and exit with status 1; no traceba
 from __future__ import annotations
 
 import json
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -302,6 +304,81 @@ def predict_command(video: str, backbone: str | None, checkpoint: str | None, hu
     click.echo(f"{video}: {prediction.frames} frames at {protocol.fps:g} fps")
     for label, probability in zip(prediction.labels, prediction.probabilities):
         click.echo(f"  {probability:6.3f}  {label}")
+
+
+@cli.command("train")
+@click.option("--backbone", required=True, help="Registered backbone.")
+@click.option("--data", required=True, type=click.Path(), help="Root of <split>/<class>/<video>.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory.")
+@click.option("--split", default="train", show_default=True)
+@click.option("--init", type=click.Path(), default=None,
+              help="Start from this checkpoint (a backbone name: the published one).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out exactly where it stopped.")
+@click.option("--frames", type=click.IntRange(min=3), default=16, show_default=True,
+              help="Frames per clip (a multiple of T).")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=5.0,
+              show_default=True)
+@click.option("--resolution", type=click.IntRange(min=32), default=None,
+              help="Crop side [default: the backbone's].")
+@click.option("--T", "T", type=click.IntRange(min=3), default=4, show_default=True,
+              help="GRW sub-sequence length.")
+@click.option("--grw-weight", type=click.FloatRange(min=0), default=0.01, show_default=True,
+              help="lambda in CE + lambda * GRW; 0 trains without GRW.")
+@click.option("--grw-alpha", type=click.FloatRange(min=0), default=0.5, show_default=True)
+@click.option("--intermediate-weight", type=click.FloatRange(min=0), default=0.0,
+              show_default=True, help="Weight of intermediate-layer smoothing (0 = off).")
+@click.option("--embed-dim", type=click.IntRange(min=8), default=256, show_default=True)
+@click.option("--head-depth", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3,
+              show_default=True)
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=0.05, show_default=True)
+@click.option("--warmup-steps", type=click.IntRange(min=0), default=50, show_default=True)
+@click.option("--grad-clip", type=click.FloatRange(min=0, min_open=True), default=1.0,
+              show_default=True)
+@click.option("--ema-decay", type=click.FloatRange(0, 1), default=0.999, show_default=True)
+@click.option("--dropout", type=click.FloatRange(0, 1), default=0.0, show_default=True)
+@click.option("--drop-path", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Stochastic depth of the backbone blocks (max rate).")
+@click.option("--freeze-bn", is_flag=True, help="Keep batch-norm statistics fixed (for "
+              "fine-tuning with small batches); otherwise synced across GPUs under torchrun.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+              default="auto", show_default=True, help="Mixed precision on CUDA (CPU: fp32).")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--log-every", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def train_command(backbone: str, data: str, out: str, split: str, init: str | None,
+                  resume: bool, frames: int, fps: float, resolution: int | None, T: int,
+                  grw_weight: float, grw_alpha: float, intermediate_weight: float,
+                  embed_dim: int, head_depth: int, steps: int, batch_size: int, lr: float,
+                  weight_decay: float, warmup_steps: int, grad_clip: float, ema_decay: float,
+                  dropout: float, drop_path: float, freeze_bn: bool, precision: str,
+                  checkpoint_every: int,
+                  log_every: int, workers: int, seed: int) -> None:
+    """Train with cross-entropy + lambda * GRW (torchrun for several GPUs or processes)."""
+    from grw_edge.registry import get_backbone
+    from grw_edge.training import TrainConfig, train
+
+    get_backbone(backbone)
+    if init and not Path(init).exists():
+        from grw_edge.checkpoints import resolve_checkpoint
+
+        init = str(resolve_checkpoint(init))
+    cfg = TrainConfig(backbone=backbone, data=data, out=out, split=split, init=init,
+                      frames=frames, fps=fps, resolution=resolution, T=T, grw_weight=grw_weight,
+                      grw_alpha=grw_alpha, intermediate_weight=intermediate_weight,
+                      embed_dim=embed_dim, head_depth=head_depth, steps=steps,
+                      batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                      warmup_steps=warmup_steps, grad_clip=grad_clip, ema_decay=ema_decay,
+                      dropout=dropout, drop_path=drop_path, freeze_bn=freeze_bn,
+                      precision=precision,
+                      checkpoint_every=checkpoint_every, log_every=log_every, workers=workers,
+                      seed=seed)
+    path = train(cfg, resume=resume)
+    if int(os.environ.get("RANK", "0")) == 0:
+        click.echo(f"wrote {path}")
 
 
 @cli.command("make-synthetic")

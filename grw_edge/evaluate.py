@@ -7,7 +7,6 @@ the per-clip results are gathered to rank 0, so each clip counts exactly once.
 """
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -20,6 +19,7 @@ from torch.utils.data import DataLoader, Subset
 
 from grw_edge._progress import progress
 from grw_edge.data.kinetics import DatasetError, VideoClipDataset
+from grw_edge.distributed import distributed_setup
 from grw_edge.errors import GrwEdgeError
 from grw_edge.models.classifier import GrwVideoClassifier
 from grw_edge.runtimes import StreamingSession
@@ -92,16 +92,6 @@ class EvalReport:
 
     def to_dict(self) -> dict[str, object]:
         return {**asdict(self), "clips_per_second": self.clips_per_second}
-
-
-def distributed_setup() -> tuple[int, int]:
-    """(rank, world size); joins the process group when started by torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    if dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def chosen_clips(total: int, max_clips: int | None) -> list[int]:

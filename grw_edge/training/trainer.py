@@ -1,0 +1,296 @@
+"""The training loop: AdamW with warm-up + cosine, gradient clipping, EMA weights, mixed
+precision on CUDA, DistributedDataParallel under torchrun, and exact resume.
+
+A run directory holds ``checkpoint.safetensors`` (a grw-edge checkpoint: model and EMA
+weights, the config, the class names and the step; what ``export`` and ``eval`` take),
+``train_state-<step>.pt`` (optimizer, scheduler, scaler and RNG states; plain tensors and
+containers, read back with torch's weights-only loader) and ``metrics.jsonl``.  The state
+is written before the checkpoint and the older state removed after it, so a run killed at
+any moment resumes from the checkpoint's step.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import DataLoader
+
+from grw_edge._io import atomic_write_path
+from grw_edge._progress import progress_enabled
+from grw_edge.checkpoints import load_checkpoint, read_snapshot, save_checkpoint
+from grw_edge.data.kinetics import DatasetError, VideoClipDataset
+from grw_edge.distributed import distributed_setup, local_device
+from grw_edge.errors import CheckpointError
+from grw_edge.models import HeadConfig, create_model
+from grw_edge.models.classifier import GrwVideoClassifier
+from grw_edge.preprocess import ClipProtocol
+from grw_edge.registry import get_backbone
+from grw_edge.training.config import TrainConfig
+from grw_edge.training.objective import GrwObjective
+
+CHECKPOINT = "checkpoint.safetensors"
+TRAIN_STATE = "train_state-{step:08d}.pt"
+METRICS = "metrics.jsonl"
+
+
+def build_model(cfg: TrainConfig, num_classes: int) -> GrwVideoClassifier:
+    """A fresh model, or one initialised from ``cfg.init`` with a new classifier if needed."""
+    if cfg.init:
+        model = load_checkpoint(cfg.init, backbone=cfg.backbone)
+        if model.head_config.num_classes != num_classes:
+            model.attention.linear_head = torch.nn.Linear(model.head_config.embed_dim,
+                                                          num_classes)
+            model.head_config = HeadConfig(**{**model.head_config.to_dict(),
+                                              "num_classes": num_classes})
+        model.T = cfg.T
+        return model.train()
+    head = HeadConfig(cfg.embed_dim, cfg.head_depth, cfg.head_heads, cfg.head_mlp, num_classes)
+    return create_model(cfg.backbone, head=head, T=cfg.T, dropout=cfg.dropout,
+                        stochastic_depth=cfg.stochastic_depth, max_drop_path_rate=cfg.drop_path)
+
+
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up to 1, then cosine decay to 0 at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """No weight decay on biases, norm scales and ReZero alphas (1-D or scalar tensors)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() > 1]
+    rest = [p for p in model.parameters() if p.requires_grad and p.dim() <= 1]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0}]
+
+
+def epoch_batches(size: int, batch: int, epoch: int, seed: int, rank: int, world: int
+                  ) -> list[list[int]]:
+    """This rank's batches for one epoch: a seeded shuffle shared by all ranks is cut into
+    global batches of ``batch * world`` clips, and each rank takes its slice of each, so a
+    run on W processes sees what one process with W times the batch would see."""
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed + epoch)).tolist()
+    span = batch * world
+    return [order[start + rank * batch:start + (rank + 1) * batch]
+            for start in range(0, size - span + 1, span)]
+
+
+class Trainer:
+    """One training run; ``run()`` trains to ``cfg.steps`` (or ``stop_after`` steps)."""
+
+    def __init__(self, cfg: TrainConfig, *, resume: bool = False) -> None:
+        cfg.validate()
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        self.rank, self.world = distributed_setup()
+        self.device = local_device()
+        spec = get_backbone(cfg.backbone)
+        protocol = ClipProtocol.for_backbone(spec, cfg.resolution).override(cfg.frames, cfg.fps)
+        self.dataset = VideoClipDataset(cfg.data, cfg.split, frames_per_clip=protocol.frames,
+                                        fps=protocol.fps, resize=protocol.resize,
+                                        crop=protocol.crop, workers=max(1, cfg.workers))
+        if len(self.dataset) < cfg.batch_size * self.world:
+            raise DatasetError(f"{cfg.data}/{cfg.split} has {len(self.dataset)} clips of "
+                               f"{cfg.frames} frames at {cfg.fps:g} fps: too few for batches of "
+                               f"{cfg.batch_size} on {self.world} process(es)")
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg, len(self.dataset.classes)).to(self.device)
+        if self.world > 1 and self.device.type == "cuda" and not cfg.freeze_bn:
+            # Batch statistics over the global batch (SyncBatchNorm needs a GPU; on the CPU
+            # each process normalises its own share, as plain DDP does).
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.model = model
+        self.objective = GrwObjective(model, T=cfg.T, grw_weight=cfg.grw_weight,
+                                      alpha=cfg.grw_alpha,
+                                      intermediate_weight=cfg.intermediate_weight, seed=cfg.seed)
+        self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay),
+                                 use_buffers=True)
+        self.net = (DistributedDataParallel(model, device_ids=[self.device.index]
+                                            if self.device.type == "cuda" else None)
+                    if self.world > 1 else model)
+        self.optimizer = torch.optim.AdamW(parameter_groups(model, cfg.weight_decay), lr=cfg.lr)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: lr_factor(step, cfg.warmup_steps, cfg.steps))
+        self.autocast_dtype = self._autocast_dtype()
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.autocast_dtype == torch.float16)
+        self.step = 0
+        if resume:
+            self._restore()
+
+    def _autocast_dtype(self) -> torch.dtype | None:
+        if self.device.type != "cuda" or self.cfg.precision == "fp32":
+            return None
+        if self.cfg.precision == "fp16":
+            return torch.float16
+        if self.cfg.precision == "bf16" or torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float16
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self, stop_after: int | None = None) -> Path:
+        cfg = self.cfg
+        last = cfg.steps if stop_after is None else min(cfg.steps, self.step + stop_after)
+        steps_per_epoch = len(epoch_batches(len(self.dataset), cfg.batch_size, 0, cfg.seed,
+                                            self.rank, self.world))
+        bar = self._bar(last)
+        started, clips = time.perf_counter(), 0
+        while self.step < last:
+            epoch, position = divmod(self.step, steps_per_epoch)
+            batches = epoch_batches(len(self.dataset), cfg.batch_size, epoch, cfg.seed,
+                                    self.rank, self.world)[position:]
+            loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=cfg.workers)
+            for batch in loader:
+                parts = self._train_step(batch)
+                self.step += 1
+                clips += len(batch["label"]) * self.world
+                bar.update(1)
+                bar.set_postfix(loss=f"{parts['loss']:.3f}")
+                if self.step % cfg.log_every == 0 or self.step == last:
+                    self._log({**parts, "clips_per_s": clips / (time.perf_counter() - started)})
+                if self.step % cfg.checkpoint_every == 0 or self.step == last:
+                    self.save()
+                if self.step >= last:
+                    break
+        bar.close()
+        return self.out / CHECKPOINT
+
+    def _train_mode(self) -> None:
+        self.net.train()
+        if self.cfg.freeze_bn:
+            for module in self.model.modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+
+    def _train_step(self, batch: dict) -> dict[str, float]:
+        self._train_mode()
+        X = batch["frames"].to(self.device, non_blocking=True)
+        y = batch["label"].to(self.device, non_blocking=True)
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
+                            enabled=self.autocast_dtype is not None):
+            loss, parts, logits = self.objective(self.net, X, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.ema.update_parameters(self.model)
+        parts["accuracy"] = float((logits.argmax(1) == y).float().mean())
+        parts["grad_norm"] = float(grad_norm)
+        parts["lr"] = self.scheduler.get_last_lr()[0]
+        return parts
+
+    # ------------------------------------------------------------------ state
+
+    def ema_state_dict(self) -> dict[str, torch.Tensor]:
+        return {key[len("module."):]: value for key, value in self.ema.state_dict().items()
+                if key.startswith("module.")}
+
+    def save(self) -> None:
+        """Write the training state, then the checkpoint (rank 0; both atomic)."""
+        if self.rank != 0:
+            return
+        state = {
+            "step": self.step, "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+            "ema": self.ema.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "numpy": _numpy_rng_state(),
+                    "python": _python_rng_state()},
+        }
+        if torch.cuda.is_available():
+            state["rng"]["cuda"] = torch.cuda.get_rng_state()
+        current = self.out / TRAIN_STATE.format(step=self.step)
+        with atomic_write_path(current) as tmp:
+            torch.save(state, tmp)
+        save_checkpoint(self.model, self.out / CHECKPOINT, ema_state_dict=self.ema_state_dict(),
+                        num_samples=self.step * self.cfg.batch_size * self.world,
+                        extra={"step": self.step, "classes": self.dataset.classes,
+                               "config": self.cfg.to_dict()})
+        for old in self.out.glob(TRAIN_STATE.replace("{step:08d}", "*")):
+            if old != current:
+                old.unlink(missing_ok=True)
+
+    def _restore(self) -> None:
+        checkpoint = self.out / CHECKPOINT
+        if not checkpoint.is_file():
+            raise CheckpointError(f"nothing to resume in {self.out} (no {CHECKPOINT}); "
+                                  f"start without --resume")
+        snapshot = read_snapshot(checkpoint)
+        state_file = self.out / TRAIN_STATE.format(step=int(snapshot.extra.get("step", -1)))
+        if not state_file.is_file():
+            raise CheckpointError(f"{self.out} has no training state for the checkpoint's step "
+                                  f"({state_file.name}); start without --resume")
+        try:
+            state = torch.load(state_file, map_location="cpu", weights_only=True)
+        except Exception as error:
+            raise CheckpointError(f"{state_file} cannot be read: {error}") from None
+        self.model.load_state_dict(snapshot.state_dict)
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        np.random.set_state(_numpy_from_tensor(state["rng"]["numpy"]))
+        random.setstate(_python_from_tensor(state["rng"]["python"]))
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state(state["rng"]["cuda"])
+        self.step = int(state["step"])
+
+    # ------------------------------------------------------------------ logging
+
+    def _log(self, record: dict[str, float]) -> None:
+        if self.rank != 0:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        with open(self.out / METRICS, "a") as handle:
+            handle.write(json.dumps({"step": self.step, **record}) + "\n")
+        if not progress_enabled():
+            fields = " ".join(f"{k}={v:.4g}" for k, v in record.items())
+            print(f"step {self.step}/{self.cfg.steps} {fields}", flush=True)
+
+    def _bar(self, last: int):
+        from tqdm.auto import tqdm
+
+        return tqdm(total=last, initial=self.step, desc="train", unit="step",
+                    disable=self.rank != 0 or not progress_enabled(), dynamic_ncols=True)
+
+
+def _numpy_rng_state() -> dict[str, torch.Tensor]:
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"keys": torch.from_numpy(keys.astype(np.int64)),
+            "meta": torch.tensor([pos, has_gauss], dtype=torch.int64),
+            "gauss": torch.tensor(gauss, dtype=torch.float64)}
+
+
+def _numpy_from_tensor(state: dict[str, torch.Tensor]) -> tuple:
+    pos, has_gauss = state["meta"].tolist()
+    return ("MT19937", state["keys"].numpy().astype(np.uint32), pos, has_gauss,
+            float(state["gauss"]))
+
+
+def _python_rng_state() -> torch.Tensor:
+    version, internal, gauss = random.getstate()
+    return torch.tensor(list(internal), dtype=torch.int64)
+
+
+def _python_from_tensor(state: torch.Tensor) -> tuple:
+    return (3, tuple(state.tolist()), None)
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, stop_after: int | None = None) -> Path:
+    """Train (or resume) a run; returns the checkpoint path.  Cleans up the process group."""
+    try:
+        return Trainer(cfg, resume=resume).run(stop_after)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
