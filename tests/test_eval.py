@@ -99,3 +99,14 @@ def test_eval_errors_are_one_line(folder, tmp_path):
     too_long = run("eval", "--data", str(folder), "--backbone", "movineta0s", "--random-init",
                    "--resolution", "32", "--frames", "500", env={"cache": str(tmp_path)})
     assert too_long.exit_code == 1 and "no clips of 500 frames" in too_long.output
+
+
+def test_compare_on_the_synthetic_set(artifact, tmp_path):
+    from grw_edge.data.synthetic import make_synthetic_dataset
+
+    make_synthetic_dataset(tmp_path / "synthetic", videos_per_class=2, frames=8, size=32)
+    result = run("eval", "--data", str(tmp_path / "synthetic"), "--artifact", str(artifact),
+                 "--compare", *CLIP, "--json", env={"cache": str(tmp_path)})
+    report = json.loads(result.output)
+    assert report["clips"] == 6  # test split: 2 videos x 3 classes, one 4-frame clip each
+    assert report["agreement"]["top1_agreement"] == 1.0
