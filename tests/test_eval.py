@@ -108,5 +108,5 @@ def test_compare_on_the_synthetic_set(artifact, tmp_path):
     result = run("eval", "--data", str(tmp_path / "synthetic"), "--artifact", str(artifact),
                  "--compare", *CLIP, "--json", env={"cache": str(tmp_path)})
     report = json.loads(result.output)
-    assert report["clips"] == 6  # test split: 2 videos x 3 classes, one 4-frame clip each
+    assert report["clips"] == 12  # test split: 2 videos x 3 classes x two 4-frame clips
     assert report["agreement"]["top1_agreement"] == 1.0
