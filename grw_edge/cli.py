@@ -381,6 +381,21 @@ def train_command(backbone: str, data: str, out: str, split: str, init: str | No
         click.echo(f"wrote {path}")
 
 
+@cli.command("demo")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--steps", type=click.IntRange(min=1), default=150, show_default=True,
+              help="Training steps per model.")
+@click.option("--videos-per-class", type=click.IntRange(min=2), default=16, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def demo_command(out: str, steps: int, videos_per_class: int, seed: int) -> None:
+    """Offline end to end: synthetic videos, train A0S with and without GRW, export, verify,
+    evaluate, benchmark, and write OUT/report.md with plots."""
+    from grw_edge.demo import DemoSettings, run_demo
+
+    run_demo(out, DemoSettings(steps=steps, videos_per_class=videos_per_class, seed=seed),
+             echo=click.echo)
+
+
 @cli.command("make-synthetic")
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--videos-per-class", type=click.IntRange(min=1), default=8, show_default=True,
