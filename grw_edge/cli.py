@@ -156,14 +156,17 @@ def export_command(backbone: str | None, checkpoint: str | None, hub: bool, rand
               help="Frames per clip [default: the artifact's frames per clip].")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads.")
+@click.option("--videos", type=click.Path(file_okay=False), default=None,
+              help="Use the first clip of every video under this folder instead of random clips.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def verify_command(artifact: str, backend: str | None, checkpoint: str | None, clips: int,
-                   frames: int | None, seed: int, threads: int | None, as_json: bool) -> None:
+                   frames: int | None, seed: int, threads: int | None, videos: str | None,
+                   as_json: bool) -> None:
     """Check that ARTIFACT, streamed frame by frame, agrees with the PyTorch reference."""
     from grw_edge.verify import verify_artifact
 
     report = verify_artifact(artifact, backend=backend, checkpoint=checkpoint, clips=clips,
-                             frames=frames, seed=seed, threads=threads)
+                             frames=frames, seed=seed, threads=threads, videos=videos)
     problems = report.failures()
     if as_json:
         click.echo(json.dumps({**report.to_dict(), "passed": not problems,
@@ -175,6 +178,8 @@ def verify_command(artifact: str, backend: str | None, checkpoint: str | None, c
             "max|d logits|": f"{report.max_abs_logits:.2e}",
             "top-1 agree": f"{report.top1_agreement:.1%}",
             "result": "FAIL" if problems else "PASS"}]))
+        for path in report.skipped:
+            click.echo(f"skipped unreadable video: {path}")
     if problems:
         raise click.ClickException("; ".join(problems))
 
@@ -383,7 +388,7 @@ def train_command(backbone: str, data: str, out: str, split: str, init: str | No
 
 @cli.command("demo")
 @click.argument("out", type=click.Path(file_okay=False))
-@click.option("--steps", type=click.IntRange(min=1), default=150, show_default=True,
+@click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True,
               help="Training steps per model.")
 @click.option("--videos-per-class", type=click.IntRange(min=2), default=16, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)

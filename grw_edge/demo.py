@@ -45,7 +45,7 @@ class DemoSettings:
     T: int = 4
     grw_weight: float = 0.05
     embed_dim: int = 64
-    steps: int = 150
+    steps: int = 300
     batch_size: int = 8
     lr: float = 2e-3
     seed: int = 0

@@ -7,7 +7,8 @@ DESIGN.md's bars.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,7 @@ class ParityReport:
     max_abs_embeddings: float
     max_abs_logits: float
     top1_agreement: float
+    skipped: list[str] = field(default_factory=list)  # videos that could not be decoded
 
     def failures(self, *, check_embeddings: bool = True) -> list[str]:
         """What exceeds the float32 bars (empty when the artifact passes)."""
@@ -52,20 +54,58 @@ class ParityReport:
         return asdict(self)
 
 
+def random_clips(session: StreamingSession, clips: int, frames: int, seed: int
+                 ) -> Iterator[torch.Tensor]:
+    """Uniform random clips (B, frames, 3, R, R) at the artifact's batch and resolution."""
+    manifest = session.manifest
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(clips):
+        yield torch.rand(manifest.batch, frames, 3, manifest.resolution, manifest.resolution,
+                         generator=generator)
+
+
+def video_clips(session: StreamingSession, directory: str | Path, frames: int,
+                skipped: list[str]) -> Iterator[torch.Tensor]:
+    """The first clip of every video under ``directory``, sampled and transformed as the
+    manifest says (at most ``frames`` frames); unreadable videos go to ``skipped``."""
+    from grw_edge.data.video import VIDEO_SUFFIXES, VideoDecodeError
+    from grw_edge.predict import sampled_frames
+    from grw_edge.preprocess import ClipProtocol
+
+    videos = sorted(p for p in Path(directory).rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
+    if not videos:
+        raise ArtifactError(f"no videos under {directory}")
+    protocol = ClipProtocol.for_manifest(session.manifest).override(frames=frames)
+    for video in videos:
+        try:
+            clip, _ = sampled_frames(video, protocol)
+        except VideoDecodeError:
+            skipped.append(str(video))
+            continue
+        usable = len(clip) - len(clip) % session.manifest.frames_per_step
+        yield clip[None, :usable]
+
+
 def measure_parity(reference: GrwVideoClassifier, session: StreamingSession, *, clips: int = 3,
-                   frames: int | None = None, seed: int = 0) -> ParityReport:
-    """Run ``clips`` random clips through the reference (whole clip) and the session (streamed)."""
+                   frames: int | None = None, seed: int = 0,
+                   videos: str | Path | None = None) -> ParityReport:
+    """Run clips through the reference (whole clip) and the session (streamed): ``clips``
+    random ones, or the first clip of each video under ``videos``."""
     manifest = session.manifest
     frames = frames or manifest.frames_per_clip
     if frames > manifest.frames_per_clip:
         raise InputShapeError(f"parity clips may have at most the head window of "
                               f"{manifest.frames_per_clip} frames, got {frames}")
-    generator = torch.Generator().manual_seed(seed)
+    if videos is not None and manifest.batch != 1:
+        raise InputShapeError("--videos needs an artifact exported with --batch 1")
+    skipped: list[str] = []
+    source = (video_clips(session, videos, frames, skipped) if videos is not None
+              else random_clips(session, clips, frames, seed))
     worst_embeddings = worst_logits = 0.0
     agreements = []
-    for _ in progress(range(clips), desc="parity", unit="clip"):
-        X = torch.rand(manifest.batch, frames, 3, manifest.resolution, manifest.resolution,
-                       generator=generator)
+    counted = 0
+    for X in progress(source, desc="parity", unit="clip"):
+        counted += 1
         with torch.no_grad():
             reference_embeddings = reference.video_backbone(X)
             reference_logits = reference.classify(reference_embeddings).numpy()
@@ -75,8 +115,10 @@ def measure_parity(reference: GrwVideoClassifier, session: StreamingSession, *, 
             np.abs(embeddings - reference_embeddings.numpy()).max()))
         worst_logits = max(worst_logits, float(np.abs(logits - reference_logits).max()))
         agreements.extend(logits.argmax(-1) == reference_logits.argmax(-1))
-    return ParityReport(session.backend, clips, frames, worst_embeddings, worst_logits,
-                        float(np.mean(agreements)))
+    if not counted:
+        raise ArtifactError(f"no readable video under {videos}")
+    return ParityReport(session.backend, counted, frames, worst_embeddings, worst_logits,
+                        float(np.mean(agreements)), skipped)
 
 
 def reference_model(artifact: str | Path, checkpoint: str | Path | None = None
@@ -99,9 +141,9 @@ def reference_model(artifact: str | Path, checkpoint: str | Path | None = None
 
 def verify_artifact(artifact: str | Path, *, backend: str | None = None,
                     checkpoint: str | Path | None = None, clips: int = 3,
-                    frames: int | None = None, seed: int = 0,
-                    threads: int | None = None) -> ParityReport:
+                    frames: int | None = None, seed: int = 0, threads: int | None = None,
+                    videos: str | Path | None = None) -> ParityReport:
     """Parity of an artifact, run with ``backend``, against its PyTorch reference."""
     session = open_session(artifact, backend, threads=threads)
     return measure_parity(reference_model(artifact, checkpoint), session, clips=clips,
-                          frames=frames, seed=seed)
+                          frames=frames, seed=seed, videos=videos)

@@ -110,3 +110,11 @@ def test_compare_on_the_synthetic_set(artifact, tmp_path):
     report = json.loads(result.output)
     assert report["clips"] == 12  # test split: 2 videos x 3 classes x two 4-frame clips
     assert report["agreement"]["top1_agreement"] == 1.0
+
+
+def test_verify_on_real_videos_skips_the_corrupt_one(folder, artifact):
+    from grw_edge.verify import verify_artifact
+
+    report = verify_artifact(artifact, videos=folder, frames=4)
+    assert report.clips == 4 and report.failures() == []
+    assert [p.endswith("corrupt.mp4") for p in report.skipped] == [True]

@@ -124,6 +124,7 @@ class Trainer:
         self.step = 0
         if resume:
             self._restore()
+        self._tensorboard = _tensorboard_writer(self.out / "tensorboard") if self.rank == 0 else None
 
     def _autocast_dtype(self) -> torch.dtype | None:
         if self.device.type != "cuda" or self.cfg.precision == "fp32":
@@ -254,6 +255,9 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         with open(self.out / METRICS, "a") as handle:
             handle.write(json.dumps({"step": self.step, **record}) + "\n")
+        if self._tensorboard is not None:
+            for key, value in record.items():
+                self._tensorboard.add_scalar(key, value, self.step)
         if not progress_enabled():
             fields = " ".join(f"{k}={v:.4g}" for k, v in record.items())
             print(f"step {self.step}/{self.cfg.steps} {fields}", flush=True)
@@ -263,6 +267,15 @@ class Trainer:
 
         return tqdm(total=last, initial=self.step, desc="train", unit="step",
                     disable=self.rank != 0 or not progress_enabled(), dynamic_ncols=True)
+
+
+def _tensorboard_writer(directory: Path):
+    """A TensorBoard writer when the tensorboard package is installed, else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(directory))
 
 
 def _numpy_rng_state() -> dict[str, torch.Tensor]:
