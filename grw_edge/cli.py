@@ -213,6 +213,7 @@ def eval_command(data_root: str, split: str, backbone: str | None, checkpoint: s
                  as_json: bool) -> None:
     """Top-1/top-5 accuracy and loss on a video folder (runs under torchrun too)."""
     from grw_edge.data.kinetics import VideoClipDataset
+    from grw_edge.distributed import local_device
     from grw_edge.evaluate import evaluate, reference_predictor, session_predictor
     from grw_edge.labels import class_names, read_labels
     from grw_edge.preprocess import ClipProtocol
@@ -226,7 +227,8 @@ def eval_command(data_root: str, split: str, backbone: str | None, checkpoint: s
         protocol = ClipProtocol.for_manifest(session.manifest)
         classes = read_labels(session.artifact / session.manifest.labels)
         if compare:
-            predictors["pytorch"] = reference_predictor(reference_model(artifact, checkpoint))
+            predictors["pytorch"] = reference_predictor(reference_model(artifact, checkpoint),
+                                                        local_device())
         predictors[session.backend] = session_predictor(session)
     else:
         if compare:
@@ -234,7 +236,7 @@ def eval_command(data_root: str, split: str, backbone: str | None, checkpoint: s
         model = _model_from_options(backbone, checkpoint, hub, random_init, ema)
         protocol = ClipProtocol.for_backbone(model.backbone_spec, resolution)
         classes = class_names(model.head_config.num_classes)
-        predictors["pytorch"] = reference_predictor(model)
+        predictors["pytorch"] = reference_predictor(model, local_device())
     if threads:
         import torch
 

@@ -27,13 +27,15 @@ from grw_edge.runtimes import StreamingSession
 Predictor = Callable[[torch.Tensor], np.ndarray]
 
 
-def reference_predictor(model: GrwVideoClassifier) -> Predictor:
-    """The PyTorch model on whole clips."""
-    model.eval()
+def reference_predictor(model: GrwVideoClassifier, device: torch.device | str = "cpu"
+                        ) -> Predictor:
+    """The PyTorch model on whole clips, on ``device``."""
+    model.eval().to(device)
 
     def predict(clips: torch.Tensor) -> np.ndarray:
         with torch.no_grad():
-            return model.classify(model.video_backbone(clips)).numpy()
+            clips = clips.to(device, non_blocking=True)
+            return model.classify(model.video_backbone(clips)).cpu().numpy()
 
     return predict
 
