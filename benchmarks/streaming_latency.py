@@ -83,13 +83,15 @@ def main() -> None:
     clip = rng.random((1, 3, n, side, side), dtype=np.float32)
 
     results: dict[str, dict] = {}
+    frame_t, clip_t = torch.from_numpy(frame), torch.from_numpy(clip)
     with torch.no_grad(), tempfile.TemporaryDirectory() as tmp:
         for name, net in (("torch reference (eager)", model), ("torch folded (eager)", folded)):
-            _, states = net.video_backbone.step(torch.from_numpy(frame))
-            step = time_calls(lambda: net.video_backbone.step(torch.from_numpy(frame), states),
+            backbone = net.video_backbone
+            _, states = backbone.step(frame_t)
+            step = time_calls(lambda b=backbone, s=states: b.step(frame_t, s),
                               repeats=args.repeats // 4, warmup=args.warmup)
-            whole = time_calls(lambda: net.video_backbone.step(torch.from_numpy(clip)),
-                               repeats=args.clip_repeats, warmup=1)
+            whole = time_calls(lambda b=backbone: b.step(clip_t), repeats=args.clip_repeats,
+                               warmup=1)
             results[name] = {"step": step, "clip": whole}
 
         one = export(model, "onnx", Path(tmp) / "step1", parity_frames=4)

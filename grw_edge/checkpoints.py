@@ -192,7 +192,7 @@ def _read_grw_edge(path: Path) -> Snapshot:
                     ema_state_dict=ema or None, extra=config.get("extra", {}))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _reference_shapes(name: str) -> dict[str, tuple[int, ...]]:
     """Backbone parameter shapes of a registered architecture (built on the meta device)."""
     with torch.device("meta"):
@@ -325,8 +325,8 @@ def download_checkpoint(backbone: str, *, revision: str | None = None,
 
     spec: BackboneSpec = get_backbone(backbone)
     where = f"{spec.hub_filename} from the Hugging Face hub ({HUB_REPO_ID})"
-    advice = (f"download it on a machine with network and pass the file instead "
-              f"(--checkpoint PATH), or fill the HF cache")
+    advice = ("download it on a machine with network and pass the file instead "
+              "(--checkpoint PATH), or fill the HF cache")
     try:
         return Path(hf_hub_download(HUB_REPO_ID, spec.hub_filename, revision=revision,
                                     cache_dir=cache_dir))

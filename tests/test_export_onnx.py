@@ -6,7 +6,6 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-import torch
 
 import grw_edge.runtimes as runtimes
 from grw_edge.errors import ArtifactError, ExportError, InputShapeError
