@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from grw_edge._tables import format_table
 from grw_edge.errors import GrwEdgeError
 
 
@@ -68,7 +69,7 @@ def backbones_command(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    click.echo(_table(rows))
+    click.echo(format_table(rows))
 
 
 @cli.command("download")
@@ -172,7 +173,7 @@ def verify_command(artifact: str, backend: str | None, checkpoint: str | None, c
         click.echo(json.dumps({**report.to_dict(), "passed": not problems,
                                "problems": problems}, indent=2))
     else:
-        click.echo(_table([{
+        click.echo(format_table([{
             "backend": report.backend, "clips": report.clips, "frames": report.frames,
             "max|d emb|": f"{report.max_abs_embeddings:.2e}",
             "max|d logits|": f"{report.max_abs_logits:.2e}",
@@ -253,7 +254,7 @@ def eval_command(data_root: str, split: str, backbone: str | None, checkpoint: s
         return
     click.echo(f"{report.clips} clips of {protocol.frames} frames at {protocol.fps:g} fps "
                f"({protocol.crop}px) from {data_root}/{split}: {report.clips_per_second:.2f} clips/s")
-    click.echo(_table([{"model": name, "top-1": f"{s.top1:.2%}", "top-5": f"{s.top5:.2%}",
+    click.echo(format_table([{"model": name, "top-1": f"{s.top1:.2%}", "top-5": f"{s.top5:.2%}",
                         "loss": f"{s.loss:.4f}"} for name, s in report.scores.items()]))
     if report.agreement:
         click.echo(f"top-1 agreement {report.agreement['top1_agreement']:.2%}, max |d logits| "
@@ -388,6 +389,47 @@ def train_command(backbone: str, data: str, out: str, split: str, init: str | No
         click.echo(f"wrote {path}")
 
 
+@cli.command("bench")
+@click.option("--backbones", default="movineta0s,movineta1s,movineta2s,movineta3b",
+              show_default=True, help="Comma-separated backbones.")
+@click.option("--backends", default="torch,onnxruntime,tensorrt,coreml", show_default=True,
+              help="Comma-separated backends; unavailable ones are reported as skipped.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--repeats", type=click.IntRange(min=5), default=100, show_default=True,
+              help="Timed runs per measurement (after warm-up).")
+@click.option("--resolution", type=click.IntRange(min=32), default=None,
+              help="Input side [default: each backbone's evaluation resolution].")
+@click.option("--frames", type=click.IntRange(min=1), default=None,
+              help="Frames per video for FLOPs [default: each backbone's].")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the results as JSON here.")
+@click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the tables as Markdown here.")
+@click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None,
+              help="Write accuracy_vs_gflops.png and latency.png here.")
+def bench_command(backbones: str, backends: str, threads: int, repeats: int,
+                  resolution: int | None, frames: int | None, json_path: str | None,
+                  markdown_path: str | None, plot_dir: str | None) -> None:
+    """FLOPs (fvcore), per-frame latency and memory, per backbone and backend."""
+    from grw_edge._io import atomic_write_path
+    from grw_edge.benchmarks.bench import report_text, run_bench, write_plots
+    from grw_edge.registry import get_backbone
+
+    names = [get_backbone(name).name for name in backbones.split(",") if name.strip()]
+    chosen = [name.strip() for name in backends.split(",") if name.strip()]
+    results = run_bench(names, chosen, threads=threads, repeats=repeats, resolution=resolution,
+                        frames=frames)
+    click.echo(report_text(results))
+    for path, text in ((json_path, json.dumps(results, indent=2) + "\n"),
+                       (markdown_path, report_text(results, markdown=True) + "\n")):
+        if path:
+            with atomic_write_path(path) as tmp:
+                tmp.write_text(text)
+    if plot_dir:
+        for path in write_plots(results, Path(plot_dir)):
+            click.echo(f"wrote {path}")
+
+
 @cli.command("demo")
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True,
@@ -443,16 +485,6 @@ def _model_from_options(backbone: str | None, checkpoint: str | None, hub: bool,
     if hub:
         return load_checkpoint(backbone, ema=ema, backbone=backbone)
     return create_model(backbone).eval()
-
-
-def _table(rows: list[dict[str, Any]]) -> str:
-    headers = list(rows[0])
-    cells = [[str(row[h]) for h in headers] for row in rows]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
-    return "\n".join(lines)
 
 
 def main() -> None:

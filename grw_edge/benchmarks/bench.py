@@ -1,0 +1,226 @@
+"""``grw-edge bench``: FLOPs, latency and memory per backbone and backend, as tables,
+JSON, Markdown and plots.
+
+Weights are random (cost does not depend on them).  Each backend is timed in a process of
+its own (``benchmarks.worker``) so that its peak memory is its own; a backend whose package
+or device is missing is reported as skipped, with the reason.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from grw_edge._progress import progress
+from grw_edge._tables import format_table
+from grw_edge.benchmarks.flops import PAPER_GFLOPS, UPSTREAM_FVCORE_GFLOPS, count_flops
+from grw_edge.exporters import export
+from grw_edge.manifest import read_manifest
+from grw_edge.models import create_model, randomize_
+from grw_edge.registry import get_backbone
+
+SCHEMA_VERSION = 1
+BACKENDS = ("torch", "onnxruntime", "tensorrt", "coreml")
+# Top-1 on Kinetics-600 reported by the paper for the GRW models (Table 1).
+PAPER_TOP1 = {"movineta0s": 78.4, "movineta1s": 81.9, "movineta2s": 83.3, "movineta3b": 85.6}
+# The paper's other models (Table 1): name -> (top-1, GFLOPs), for the accuracy plot.
+PAPER_REFERENCE_POINTS = {
+    "MoViNet-A0": (72.3, 2.7), "MoViNet-A1": (76.7, 6.0), "MoViNet-A2": (78.6, 10.3),
+    "MoViNet-A3": (81.8, 56.9), "MoViNet-A4": (83.5, 105), "X3D-XS": (70.2, 3.9),
+    "X3D-S": (73.4, 7.8), "X3D-M": (76.9, 19.4), "MobileNetV3-S": (61.3, 2.8),
+    "MobileNetV3-L": (68.1, 11.0), "UniFormer-S": (82.8, 167), "MViTv2-B-32x3": (85.5, 1030),
+}
+
+
+def backend_unavailable(backend: str) -> str | None:
+    """Why ``backend`` cannot run here, or None if it can."""
+    if backend == "tensorrt":
+        try:
+            import tensorrt  # noqa: F401
+        except ImportError:
+            return "the tensorrt package is not installed (extra: grw-edge[tensorrt])"
+        if not torch.cuda.is_available():
+            return "TensorRT needs an NVIDIA GPU; none is present"
+        return "no TensorRT runtime session in this version of grw-edge yet"
+    if backend == "coreml":
+        if sys.platform != "darwin":
+            return "Core ML runs only on macOS"
+        return "no Core ML runtime session in this version of grw-edge yet"
+    if backend not in ("torch", "onnxruntime"):
+        return f"unknown backend; choose from {', '.join(BACKENDS)}"
+    return None
+
+
+def run_worker(artifact: Path, backend: str, *, threads: int, repeats: int) -> dict:
+    """Time one backend in a fresh process; returns its JSON result."""
+    command = [sys.executable, "-m", "grw_edge.benchmarks.worker", str(artifact), backend,
+               "--threads", str(threads), "--repeats", str(repeats)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    if done.returncode:
+        lines = done.stderr.strip().splitlines()
+        return {"backend": backend, "status": "failed", "reason": lines[-1] if lines else ""}
+    return {**json.loads(done.stdout), "status": "ok"}
+
+
+def run_bench(backbones: list[str], backends: list[str], *, threads: int = 1,
+              repeats: int = 100, resolution: int | None = None,
+              frames: int | None = None) -> dict:
+    """Measure every backbone on every backend; returns the JSON-ready results."""
+    results: dict[str, object] = {
+        "schema_version": SCHEMA_VERSION, "threads": threads, "repeats": repeats,
+        "machine": {"platform": platform.platform(), "processor": platform.machine(),
+                    "cpus": os.cpu_count(), "python": platform.python_version(),
+                    "torch": torch.__version__, "onnxruntime": _version("onnxruntime")},
+        "backbones": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in progress(backbones, desc="bench", unit="backbone"):
+            spec = get_backbone(name)
+            side = resolution or spec.resolution
+            model = randomize_(create_model(spec.name), 0).eval()
+            flops = count_flops(model, frames or spec.frames_per_clip, side)
+            artifact = export(model, "onnx", Path(tmp) / name, resolution=side, parity_frames=4)
+            manifest = read_manifest(artifact)
+            entry = {
+                "resolution": side, "frames": flops.frames, "mode": manifest.mode,
+                "paper_setting": (side, flops.frames) == (spec.resolution,
+                                                         spec.frames_per_clip),
+                "flops": flops.to_dict(),
+                "paper_gflops": PAPER_GFLOPS[spec.name],
+                "upstream_fvcore_gflops": UPSTREAM_FVCORE_GFLOPS[spec.name],
+                "state_bytes": sum(4 * _numel(s.shape) for s in manifest.states),
+                "state_tensors": len(manifest.states),
+                "artifact_bytes": sum(p.stat().st_size for p in artifact.iterdir()
+                                      if p.suffix == ".onnx"),
+                "backends": {}}
+            for backend in backends:
+                reason = backend_unavailable(backend)
+                entry["backends"][backend] = (
+                    {"backend": backend, "status": "skipped", "reason": reason} if reason else
+                    run_worker(artifact, backend, threads=threads, repeats=repeats))
+            results["backbones"][spec.name] = entry
+    return results
+
+
+def _numel(shape: list[int]) -> int:
+    total = 1
+    for size in shape:
+        total *= size
+    return total
+
+
+def _version(package: str) -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version(package)
+    except Exception:
+        return None
+
+
+# --------------------------------------------------------------------------- output
+
+def flops_rows(results: dict) -> list[dict[str, str]]:
+    rows = []
+    for name, entry in results["backbones"].items():
+        flops, paper = entry["flops"], entry["paper_gflops"]
+        rows.append({
+            "backbone": name, "input": f"{entry['frames']}x{entry['resolution']}px",
+            "GFLOPs": f"{flops['total_gflops']:.2f}",
+            "backbone/head": f"{flops['backbone_gflops']:.2f}/{flops['head_gflops']:.3f}",
+            "per frame": f"{1e3 * flops['per_frame_gflops']:.1f} M",
+            "paper": f"{paper:g}",
+            "vs paper": (f"{(flops['total_gflops'] / paper - 1):+.1%}"
+                         if entry["paper_setting"] else "n/a: other setting"),
+            "upstream fvcore": f"{entry['upstream_fvcore_gflops']:g}",
+            "params": f"{flops['parameters'] / 1e6:.2f} M"})
+    return rows
+
+
+def latency_rows(results: dict) -> list[dict[str, str]]:
+    rows = []
+    for name, entry in results["backbones"].items():
+        for backend, result in entry["backends"].items():
+            if result["status"] != "ok":
+                rows.append({"backbone": name, "backend": backend, "step ms": "-",
+                             "p90 ms": "-", "head ms": "-", "clip ms": "-", "peak RSS": "-",
+                             "note": f"{result['status']}: {result.get('reason', '')}"})
+                continue
+            step = result.get("step")
+            rows.append({
+                "backbone": name, "backend": backend,
+                "step ms": f"{step['median_ms']:.2f}" if step else "-",
+                "p90 ms": f"{step['p90_ms']:.2f}" if step else "-",
+                "head ms": f"{result['head']['median_ms']:.2f}",
+                "clip ms": f"{result['clip']['median_ms']:.1f}",
+                "peak RSS": f"{result['peak_rss_mb']:.0f} MB (+{result['session_rss_mb']:.0f})",
+                "note": f"state {entry['state_bytes'] / 2**20:.2f} MiB in "
+                        f"{entry['state_tensors']} tensors; artifact "
+                        f"{entry['artifact_bytes'] / 2**20:.1f} MiB"})
+    return rows
+
+
+def report_text(results: dict, *, markdown: bool = False) -> str:
+    machine = results["machine"]
+    header = (f"{machine['processor']}, {machine['cpus']} CPUs, {results['threads']} thread(s), "
+              f"float32, torch {machine['torch']}, onnxruntime {machine['onnxruntime']}; "
+              f"medians of {results['repeats']} runs after warm-up")
+    parts = [header, "", "FLOPs (fvcore, 1 multiply-add = 1 FLOP):",
+             format_table(flops_rows(results), markdown=markdown), "",
+             "Latency and memory (streaming step per frame; head over the clip's embeddings; "
+             "whole clip streamed or, for clip-mode models, in one call; peak resident memory "
+             "of the process, and in brackets what the session added to the libraries):",
+             format_table(latency_rows(results), markdown=markdown)]
+    return "\n".join(parts)
+
+
+def write_plots(results: dict, directory: Path) -> list[Path]:
+    """accuracy_vs_gflops.png and latency.png; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    directory.mkdir(parents=True, exist_ok=True)
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for label, (top1, gflops) in PAPER_REFERENCE_POINTS.items():
+        axis.scatter(gflops, top1, color="tab:blue", s=18)
+        axis.annotate(label, (gflops, top1), fontsize=7, xytext=(3, 2),
+                      textcoords="offset points")
+    for name, entry in results["backbones"].items():
+        if not entry["paper_setting"]:
+            continue  # the paper's accuracy belongs to the paper's input size only
+        gflops = entry["flops"]["total_gflops"]
+        axis.scatter(gflops, PAPER_TOP1[name], color="tab:red", s=30, marker="D")
+        axis.annotate(f"{name} (GRW)", (gflops, PAPER_TOP1[name]), fontsize=8, color="tab:red",
+                      xytext=(3, -9), textcoords="offset points")
+    axis.set(xscale="log", xlabel="GFLOPs per video (red: counted here)",
+             ylabel="Kinetics-600 top-1 (%) from the paper", title="Accuracy vs FLOPs")
+    figure.tight_layout()
+    accuracy_path = directory / "accuracy_vs_gflops.png"
+    figure.savefig(accuracy_path, dpi=120)
+    plt.close(figure)
+
+    figure, axis = plt.subplots(figsize=(7, 4))
+    labels, values, colours = [], [], []
+    for name, entry in results["backbones"].items():
+        for backend, result in entry["backends"].items():
+            if result["status"] == "ok" and "step" in result:
+                labels.append(f"{name}\n{backend}")
+                values.append(result["step"]["median_ms"])
+                colours.append("tab:orange" if backend == "torch" else "tab:green")
+    axis.bar(range(len(values)), values, color=colours)
+    axis.set_xticks(range(len(values)), labels, fontsize=7)
+    axis.set(ylabel="ms per frame (median)",
+             title=f"Streaming step latency, {results['threads']} thread(s)")
+    figure.tight_layout()
+    latency_path = directory / "latency.png"
+    figure.savefig(latency_path, dpi=120)
+    plt.close(figure)
+    return [accuracy_path, latency_path]

@@ -1,0 +1,59 @@
+"""grw-edge bench: FLOPs counts, the JSON schema, plots, and skipped backends."""
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from grw_edge.benchmarks.bench import run_bench, write_plots
+from grw_edge.benchmarks.flops import UPSTREAM_FVCORE_GFLOPS, _count, count_flops
+from grw_edge.cli import cli
+from grw_edge.models import create_model
+
+
+def test_toy_convolution_matches_a_hand_count():
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1, bias=False)
+    gflops, skipped = _count(conv, (torch.zeros(1, 3, 16, 16),))
+    assert gflops * 1e9 == 8 * 3 * 3 * 3 * 16 * 16 and skipped == {}
+
+
+def test_a0s_at_the_paper_setting_matches_upstream_fvcore():
+    """Temporal convolutions and fused attention are added to fvcore's count, as upstream's
+    count (convolutions, batch norm, attention by hand) has them."""
+    counts = count_flops(create_model("movineta0s").eval(), 50, 172)
+    assert counts.total_gflops == pytest.approx(UPSTREAM_FVCORE_GFLOPS["movineta0s"], rel=5e-3)
+    assert "aten::_native_multi_head_attention" not in counts.skipped
+
+
+@pytest.fixture(scope="module")
+def results():
+    return run_bench(["movineta0s"], ["torch", "onnxruntime", "tensorrt", "coreml"],
+                     threads=1, repeats=5, resolution=32)
+
+
+def test_results_schema_and_skipped_backends(results):
+    assert results["schema_version"] == 1 and results["threads"] == 1
+    entry = results["backbones"]["movineta0s"]
+    assert entry["resolution"] == 32 and entry["frames"] == 50 and not entry["paper_setting"]
+    assert entry["state_tensors"] == 27 and entry["state_bytes"] > 0
+    for backend in ("torch", "onnxruntime"):
+        result = entry["backends"][backend]
+        assert result["status"] == "ok", result
+        assert result["step"]["median_ms"] > 0 and result["clip"]["median_ms"] > 0
+        assert result["peak_rss_mb"] > 0 and result["threads"] == 1
+    for backend in ("tensorrt", "coreml"):
+        skipped = entry["backends"][backend]
+        assert skipped["status"] == "skipped" and skipped["reason"]
+    json.dumps(results)
+
+
+def test_plots_are_written(results, tmp_path):
+    for path in write_plots(results, tmp_path):
+        with Image.open(path) as image:
+            assert image.size[0] > 400 and len(image.getcolors(1 << 16) or [0, 0]) > 1
+
+
+def test_cli_unknown_backbone_is_one_line():
+    result = CliRunner().invoke(cli, ["bench", "--backbones", "movineta9"])
+    assert result.exit_code == 1 and "unknown backbone" in result.output
