@@ -7,6 +7,7 @@ import argparse
 import json
 import resource
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -40,7 +41,19 @@ def measure(artifact: str, backend: str, *, threads: int, repeats: int, warmup: 
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident memory of this process in MiB.
+
+    Linux's VmHWM belongs to the address space that exec created; ``ru_maxrss`` would still
+    hold the peak of the parent that spawned this worker.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes there, KiB here
 
 
 def main() -> None:
