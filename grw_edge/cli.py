@@ -104,7 +104,9 @@ def info_command(checkpoint: str, as_json: bool) -> None:
 
 @cli.command("export")
 @_weights_options
-@click.option("--target", type=click.Choice(["onnx"]), default="onnx", show_default=True)
+@click.option("--target", type=click.Choice(["onnx", "tensorrt", "coreml"]), default="onnx",
+              show_default=True, help="onnx: any ONNX runtime; tensorrt: TensorRT-ready ONNX "
+              "plus engines when a GPU is here; coreml: .mlpackage files.")
 @click.option("--out", type=click.Path(file_okay=False), help="Artifact directory "
               "[default: <backbone>-<target>].")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True)
@@ -117,34 +119,79 @@ def info_command(checkpoint: str, as_json: bool) -> None:
               "every step, the embedding window as a state.")
 @click.option("--mobile", is_flag=True, help="Also write ONNX Runtime mobile (.ort) files "
               "and required_operators.config for a reduced build.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32",
+              show_default=True, help="fp16: float16 compute, float32 I/O; int8: QDQ "
+              "static quantization of the step.")
+@click.option("--calibration-data", type=click.Path(file_okay=False), default=None,
+              help="int8: calibrate on the first clip of each video under this folder "
+              "[default: random frames].")
+@click.option("--calibration-clips", type=click.IntRange(min=1), default=16, show_default=True,
+              help="int8: clips to calibrate on.")
+@click.option("--allow-degraded", is_flag=True, help="Write the artifact even if it misses "
+              "the agreement bar for its precision (the shortfall goes in the manifest).")
 @click.option("--no-reference", is_flag=True, help="Leave the PyTorch reference weights out "
               "(verify then needs --checkpoint).")
-@click.option("--parity-clips", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Random clips the export-time parity check runs.")
+@click.option("--parity-clips", type=click.IntRange(min=1), default=None,
+              help="Clips the export-time parity check runs [default: 1 for fp32, 16 "
+              "otherwise].")
 @click.option("--parity-frames", type=click.IntRange(min=1), default=None,
               help="Frames per parity clip [default: frames per clip].")
+@click.option("--parity-videos", type=click.Path(file_okay=False), default=None,
+              help="Check parity on the first clip of each video under this folder instead "
+              "of random clips.")
+@click.option("--workspace-gib", type=click.FloatRange(min=0, min_open=True), default=2.0,
+              show_default=True, help="tensorrt: builder workspace memory.")
+@click.option("--minimum-deployment-target", default="iOS16", show_default=True,
+              help="coreml: oldest OS the packages run on (iOS16..iOS18, macOS13..macOS15).")
+@click.option("--stateful", is_flag=True, help="coreml: keep the states inside the model as "
+              "Core ML state tensors (needs iOS18/macOS15).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing artifact directory.")
 def export_command(backbone: str | None, checkpoint: str | None, hub: bool, random_init: bool,
-                   ema: bool, target: str, out: str | None, batch: int, frames_per_step: int,
-                   resolution: int | None, opset: int, fused: bool, mobile: bool,
-                   no_reference: bool, parity_clips: int, parity_frames: int | None,
-                   overwrite: bool) -> None:
+                   ema: bool, target: str, out: str | None, no_reference: bool,
+                   **options) -> None:
     """Export a model as an artifact directory: graphs, manifest.json, labels.txt."""
+    from grw_edge.exporters import target_options
     from grw_edge.exporters import export
-
-    model = _model_from_options(backbone, checkpoint, hub, random_init, ema)
-    out = out or f"{model.backbone_spec.name}-{target}"
-    path = export(model, target, out, batch=batch, frames_per_step=frames_per_step,
-                  resolution=resolution, fused=fused, include_reference=not no_reference,
-                  parity_clips=parity_clips, parity_frames=parity_frames, overwrite=overwrite,
-                  opset=opset, mobile=mobile)
     from grw_edge.manifest import read_manifest
 
-    parity = read_manifest(path).parity
+    context = click.get_current_context()
+    accepted = target_options(target)
+    for name in options:
+        given = context.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+        if given and name not in accepted:
+            raise click.ClickException(f"--{name.replace('_', '-')} does not apply to "
+                                       f"--target {target}")
+    model = _model_from_options(backbone, checkpoint, hub, random_init, ema)
+    out = out or f"{model.backbone_spec.name}-{target}"
+    path = export(model, target, out, include_reference=not no_reference,
+                  **{name: value for name, value in options.items() if name in accepted})
+    manifest = read_manifest(path)
+    parity = manifest.parity
     click.echo(f"wrote {path}: {', '.join(sorted(p.name for p in path.iterdir()))}")
-    click.echo(f"parity vs PyTorch ({parity['clips']} clip(s) x {parity['frames']} frames): "
-               f"max |d embeddings| {parity['max_abs_embeddings']:.2e}, max |d logits| "
-               f"{parity['max_abs_logits']:.2e}, top-1 agreement {parity['top1_agreement']:.0%}")
+    if parity.get("measured") is False:
+        click.echo(f"parity not measured: {parity['reason']}")
+        return
+    click.echo(f"parity vs PyTorch ({manifest.precision}, {parity['backend']}, "
+               f"{parity['clips']} clip(s) x {parity['frames']} frames): max |d embeddings| "
+               f"{parity['max_abs_embeddings']:.2e}, max |d logits| "
+               f"{parity['max_abs_logits']:.2e}, top-1 agreement {parity['top1_agreement']:.1%}")
+    for problem in parity.get("problems", []):
+        click.echo(f"warning: below the {manifest.precision} bar (--allow-degraded): {problem}")
+    if manifest.engine and not manifest.engine.get("built"):
+        click.echo(manifest.engine["message"])
+
+
+@cli.command("build-engine")
+@click.argument("artifact", type=click.Path())
+@click.option("--workspace-gib", type=click.FloatRange(min=0, min_open=True), default=2.0,
+              show_default=True, help="Builder workspace memory.")
+def build_engine_command(artifact: str, workspace_gib: float) -> None:
+    """Build the TensorRT engines of ARTIFACT on this machine's GPU (engines are device-specific)."""
+    from grw_edge.exporters.tensorrt import build_engine_in_artifact
+
+    engine = build_engine_in_artifact(artifact, workspace_gib=workspace_gib).engine
+    click.echo(f"built {engine['step']} and {engine['head']} in {artifact} with TensorRT "
+               f"{engine['tensorrt']} on {engine['device']}")
 
 
 @cli.command("verify")
@@ -174,7 +221,8 @@ def verify_command(artifact: str, backend: str | None, checkpoint: str | None, c
                                "problems": problems}, indent=2))
     else:
         click.echo(format_table([{
-            "backend": report.backend, "clips": report.clips, "frames": report.frames,
+            "backend": report.backend, "precision": report.precision, "clips": report.clips,
+            "frames": report.frames,
             "max|d emb|": f"{report.max_abs_embeddings:.2e}",
             "max|d logits|": f"{report.max_abs_logits:.2e}",
             "top-1 agree": f"{report.top1_agreement:.1%}",
@@ -249,16 +297,41 @@ def eval_command(data_root: str, split: str, backbone: str | None, checkpoint: s
                       max_clips=max_clips)
     if report is None:  # not rank 0 of a distributed run
         return
+    if report.agreement:
+        _judge_against_reference(report, session.manifest.precision)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
-        return
+    else:
+        _print_eval_report(report, protocol, f"{data_root}/{split}")
+    if report.agreement.get("problems"):
+        raise click.ClickException("; ".join(report.agreement["problems"]))
+
+
+def _judge_against_reference(report, precision: str) -> None:
+    """Add the accuracy change and DESIGN.md's verdict for the artifact's precision."""
+    from grw_edge.verify import precision_failures
+
+    reference, exported = (report.scores[name].top1 for name in report.scores)
+    drop = 100 * (reference - exported)
+    problems = precision_failures(
+        precision, top1_agreement=report.agreement["top1_agreement"],
+        max_abs_logits=report.agreement["max_abs_logits"],
+        top1_drop_points=drop if precision == "int8" else None)
+    report.agreement.update(precision=precision, top1_drop_points=drop, passed=not problems,
+                            problems=problems)
+
+
+def _print_eval_report(report, protocol, source: str) -> None:
     click.echo(f"{report.clips} clips of {protocol.frames} frames at {protocol.fps:g} fps "
-               f"({protocol.crop}px) from {data_root}/{split}: {report.clips_per_second:.2f} clips/s")
+               f"({protocol.crop}px) from {source}: {report.clips_per_second:.2f} clips/s")
     click.echo(format_table([{"model": name, "top-1": f"{s.top1:.2%}", "top-5": f"{s.top5:.2%}",
                         "loss": f"{s.loss:.4f}"} for name, s in report.scores.items()]))
     if report.agreement:
+        verdict = "PASS" if report.agreement["passed"] else "FAIL"
         click.echo(f"top-1 agreement {report.agreement['top1_agreement']:.2%}, max |d logits| "
-                   f"{report.agreement['max_abs_logits']:.2e}")
+                   f"{report.agreement['max_abs_logits']:.2e}, top-1 change "
+                   f"{-report.agreement['top1_drop_points']:+.2f} points "
+                   f"({report.agreement['precision']}: {verdict})")
     if report.failed or report.too_short:
         click.echo(f"skipped: {report.unreadable} unreadable file(s), {report.too_short} video(s) "
                    f"shorter than one clip, {len(report.failed) - report.unreadable} clip(s) "

@@ -52,6 +52,8 @@ class Manifest:
     fused: dict[str, Any] | None = None
     mobile: dict[str, Any] | None = None
     reference: dict[str, Any] | None = None
+    precision_details: dict[str, Any] | None = None  # how fp16/int8 graphs were made
+    engine: dict[str, Any] | None = None  # TensorRT: the engines, or why they are not built
     producer: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
@@ -120,7 +122,8 @@ def read_manifest(artifact: str | Path) -> Manifest:
             if not isinstance(entry.get(key), kind):
                 raise ArtifactError(f"{path}: states[{index}] lacks a valid {key!r}")
         states.append(StateEntry(**{key: entry[key] for key in _STATE_KEYS}))
-    known = set(_REQUIRED) | {"parity", "fused", "mobile", "reference", "producer"}
+    known = set(_REQUIRED) | {"parity", "fused", "mobile", "reference", "precision_details",
+                              "engine", "producer"}
     manifest = Manifest(**{key: value for key, value in data.items() if key in known
                            and key != "states"}, states=states)
     _check_files(manifest, directory)
@@ -132,6 +135,6 @@ def _check_files(manifest: Manifest, directory: Path) -> None:
     if manifest.fused:
         named.append(manifest.fused.get("file"))
     for name in named:
-        if not isinstance(name, str) or not (directory / name).is_file():
+        if not isinstance(name, str) or not (directory / name).exists():
             raise ArtifactError(f"{directory}: the manifest names {name!r}, which is missing; "
                                 f"re-export the artifact")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,19 @@ from grw_edge.models.classifier import GrwVideoClassifier
 
 TARGETS = {
     "onnx": "grw_edge.exporters.onnx",
+    "tensorrt": "grw_edge.exporters.tensorrt",
+    "coreml": "grw_edge.exporters.coreml",
 }
+COMMON_OPTIONS = frozenset(field.name for field in dataclasses.fields(ExportOptions))
+
+
+def target_options(target: str) -> frozenset[str]:
+    """Every option ``target`` accepts: the common ones and its own keyword arguments."""
+    if target not in TARGETS:
+        raise ExportError(f"unknown target {target!r}; choose one of: {', '.join(TARGETS)}")
+    signature = inspect.signature(importlib.import_module(TARGETS[target]).export)
+    own = {name for name, p in signature.parameters.items() if p.kind is p.KEYWORD_ONLY}
+    return COMMON_OPTIONS | own
 
 
 def export(model: GrwVideoClassifier, target: str = "onnx", out: str | Path = "artifact",
@@ -25,13 +38,13 @@ def export(model: GrwVideoClassifier, target: str = "onnx", out: str | Path = "a
     Common options are the fields of :class:`ExportOptions`; the rest go to the target
     (ONNX: ``opset``, ``mobile``).
     """
-    if target not in TARGETS:
-        raise ExportError(f"unknown target {target!r}; choose one of: {', '.join(TARGETS)}")
-    fields = {field.name for field in dataclasses.fields(ExportOptions)}
-    common = ExportOptions(**{k: v for k, v in options.items() if k in fields})
-    extra = {k: v for k, v in options.items() if k not in fields}
+    unknown = sorted(set(options) - target_options(target))
+    if unknown:
+        raise ExportError(f"target {target!r} does not take the option(s) {', '.join(unknown)}")
+    common = ExportOptions(**{k: v for k, v in options.items() if k in COMMON_OPTIONS})
+    extra = {k: v for k, v in options.items() if k not in COMMON_OPTIONS}
     module = importlib.import_module(TARGETS[target])
     return module.export(model, out, common, **extra)
 
 
-__all__ = ["TARGETS", "ExportOptions", "export"]
+__all__ = ["TARGETS", "ExportOptions", "export", "target_options"]

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import torch
 
+from grw_edge._io import umask
 from grw_edge.checkpoints import save_checkpoint
-from grw_edge.errors import ExportError
+from grw_edge.errors import ExportError, ParityError
 from grw_edge.labels import class_names
 from grw_edge.manifest import Manifest, StateEntry
 from grw_edge.models.classifier import GrwVideoClassifier
@@ -24,6 +25,7 @@ FRAMES_INPUT = "frames"
 EMBEDDINGS_OUTPUT = "embeddings"
 LOGITS_OUTPUT = "logits"
 DYNAMIC = -1  # a manifest shape entry that may take any size
+PRECISIONS = ("fp32", "fp16", "int8")
 
 
 @dataclass(frozen=True)
@@ -36,16 +38,33 @@ class ExportOptions:
     precision: str = "fp32"
     fused: bool = False
     include_reference: bool = True
-    parity_clips: int = 1
+    parity_clips: int | None = None  # default: 1 for fp32, 16 for fp16/int8
     parity_frames: int | None = None  # default: the head window (frames per clip)
+    parity_videos: str | None = None  # parity on these videos' first clips, not random ones
+    calibration_data: str | None = None  # int8: calibrate on these videos' first clips
+    calibration_clips: int = 16
+    allow_degraded: bool = False  # write an artifact even when it misses the precision bar
     overwrite: bool = False
     seed: int = 0
 
     def validate(self) -> None:
-        if self.batch < 1 or self.frames_per_step < 1 or self.parity_clips < 1:
-            raise ExportError("batch, frames per step and parity clips must be at least 1")
+        if min(self.batch, self.frames_per_step, self.parity_clips or 1,
+               self.calibration_clips) < 1:
+            raise ExportError("batch, frames per step, parity and calibration clips must be "
+                              "at least 1")
         if self.resolution is not None and self.resolution < 32:
             raise ExportError(f"resolution {self.resolution} is too small (at least 32)")
+        if self.precision not in PRECISIONS:
+            raise ExportError(f"unknown precision {self.precision!r}; choose one of: "
+                              f"{', '.join(PRECISIONS)}")
+        for folder in (self.parity_videos, self.calibration_data):
+            if folder is not None and not Path(folder).is_dir():
+                raise ExportError(f"no video folder at {folder}")
+
+    @property
+    def parity_clip_count(self) -> int:
+        """Reduced precision is judged on agreement rates, which need more than one clip."""
+        return self.parity_clips or (1 if self.precision == "fp32" else 16)
 
 
 def state_entry(spec: StateSpec, input_name: str, output_name: str) -> StateEntry:
@@ -110,6 +129,7 @@ def artifact_directory(out: str | Path, *, overwrite: bool) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         yield staging
+        staging.chmod(0o777 & ~umask())  # mkdtemp makes 0700; give the usual permissions
         if target.exists():
             retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
             target.rename(retired / target.name)
@@ -119,3 +139,24 @@ def artifact_directory(out: str | Path, *, overwrite: bool) -> Iterator[Path]:
             staging.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def measured_parity(model: GrwVideoClassifier, session, options: ExportOptions) -> dict:
+    """Parity of a freshly written artifact's ``session`` with the reference, for the
+    manifest; refuses the artifact below the bars of its precision unless
+    ``allow_degraded``, in which case the shortfall is recorded."""
+    from grw_edge.verify import measure_parity
+
+    manifest = session.manifest
+    frames = options.parity_frames or manifest.frames_per_clip
+    if manifest.mode == "streaming":
+        frames -= frames % manifest.frames_per_step
+    report = measure_parity(model, session, clips=options.parity_clip_count, frames=frames,
+                            seed=options.seed, videos=options.parity_videos)
+    problems = report.failures()
+    if problems and not options.allow_degraded:
+        raise ParityError(f"the exported model disagrees with the reference: "
+                          f"{'; '.join(problems)}; no artifact was written"
+                          + ("" if options.precision == "fp32" else
+                             " (--allow-degraded writes it anyway)"))
+    return {**report.to_dict(), "passed": not problems, "problems": problems}

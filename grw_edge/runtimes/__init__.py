@@ -12,9 +12,11 @@ from grw_edge.runtimes.base import StreamingSession
 BACKENDS = {
     "torch": "grw_edge.runtimes.torch:TorchSession",
     "onnxruntime": "grw_edge.runtimes.onnxruntime:OnnxRuntimeSession",
+    "tensorrt": "grw_edge.runtimes.tensorrt:TensorRTSession",
+    "coreml": "grw_edge.runtimes.coreml:CoreMLSession",
 }
 # the backend that runs an artifact of each target by default
-DEFAULT_BACKEND = {"onnx": "onnxruntime"}
+DEFAULT_BACKEND = {"onnx": "onnxruntime", "tensorrt": "tensorrt", "coreml": "coreml"}
 
 
 def open(artifact: str | Path, backend: str | None = None, **options) -> StreamingSession:  # noqa: A001

@@ -38,6 +38,8 @@ class OnnxRuntimeSession(StreamingSession):
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         providers = _providers(device)
+        details = self.manifest.precision_details or {}
+        self._disabled = details.get("onnxruntime", {}).get("disabled_optimizers", [])
         self._step = self._open(ort, self.manifest.step["file"], options, providers)
         self._head = self._open(ort, self.manifest.head["file"], options, providers)
         self._check_graph_io()
@@ -48,7 +50,8 @@ class OnnxRuntimeSession(StreamingSession):
 
     def _open(self, ort, name: str, options, providers):
         try:
-            return ort.InferenceSession(str(self.artifact / name), options, providers=providers)
+            return ort.InferenceSession(str(self.artifact / name), options, providers=providers,
+                                        disabled_optimizers=self._disabled or None)
         except Exception as error:  # onnxruntime raises its own exception types
             raise ArtifactError(f"{self.artifact / name} cannot be loaded by onnxruntime: "
                                 f"{str(error).splitlines()[0]}") from None

@@ -1,0 +1,125 @@
+"""TensorRT session: the artifact's engines on an NVIDIA GPU.
+
+States live in device memory for the whole stream: each state has two buffers, the step
+reads one and writes the other, and the roles swap after every step, so no state crosses
+to the host between frames.  Only the frame goes in and its embedding comes out.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from grw_edge.errors import ArtifactError, BackendUnavailableError
+from grw_edge.manifest import Manifest
+from grw_edge.runtimes.base import StreamingSession
+
+
+class TensorRTSession(StreamingSession):
+    """Runs a TensorRT artifact whose engines were built on this device."""
+
+    backend = "tensorrt"
+
+    def __init__(self, artifact: str | Path, manifest: Manifest | None = None, *,
+                 threads: int | None = None, device: str = "cuda") -> None:
+        super().__init__(artifact, manifest)
+        engine = self.manifest.engine or {}
+        if not engine.get("built"):
+            reason = engine.get("reason", "not a TensorRT artifact")
+            raise BackendUnavailableError(
+                f"{self.artifact} has no TensorRT engine ({reason}); build it on this device "
+                f"with: grw-edge build-engine {self.artifact}, or run the ONNX graphs with "
+                f"--backend onnxruntime")
+        try:
+            import tensorrt as trt
+            import torch
+        except ImportError as error:
+            raise BackendUnavailableError(f"the tensorrt backend needs {error.name}; "
+                                          f"pip install 'grw-edge[tensorrt]'") from None
+        if not torch.cuda.is_available():
+            raise BackendUnavailableError("the tensorrt backend needs an NVIDIA GPU; none is "
+                                          "visible here")
+        self._torch = torch
+        self._device = torch.device(device)
+        self._stream = torch.cuda.Stream(self._device)
+        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self._step = self._load(runtime, engine["step"])
+        self._head = self._load(runtime, engine["head"])
+        self._dtypes = {name: _torch_dtype(torch, trt, engine_.get_tensor_dtype(name))
+                        for engine_, _ in (self._step, self._head)
+                        for name in _tensor_names(engine_)}
+        self._current: dict[str, torch.Tensor] = {}
+        self._next: dict[str, torch.Tensor] = {}
+        if self.streaming:
+            self._current = {s.input: self._empty(s.shape, s.input) for s in self.manifest.states}
+            self._next = {s.input: self._empty(s.shape, s.input) for s in self.manifest.states}
+            self._frames = self._empty(self.manifest.input["shape"], self.manifest.input["name"])
+            embeddings = self.manifest.step["outputs"]["embeddings"]
+            self._embeddings = self._empty(list(self._step[0].get_tensor_shape(embeddings)),
+                                           embeddings)
+        self.reset()
+
+    def _load(self, runtime, name: str):
+        path = self.artifact / name
+        if not path.is_file():
+            raise ArtifactError(f"{path} is missing; rebuild with grw-edge build-engine")
+        engine = runtime.deserialize_cuda_engine(path.read_bytes())
+        if engine is None:
+            raise ArtifactError(f"{path} was built for another GPU or TensorRT version; "
+                                f"rebuild it here with grw-edge build-engine {self.artifact}")
+        return engine, engine.create_execution_context()
+
+    def _empty(self, shape, name: str):
+        return self._torch.empty(list(shape), dtype=self._dtypes[name], device=self._device)
+
+    def _reset_states(self) -> None:
+        for state in self.manifest.states:
+            self._current[state.input].fill_(state.init)
+
+    def _run_step(self, frames: np.ndarray) -> np.ndarray:
+        engine, context = self._step
+        self._frames.copy_(self._torch.from_numpy(frames), non_blocking=False)
+        context.set_tensor_address(self.manifest.input["name"], self._frames.data_ptr())
+        context.set_tensor_address(self.manifest.step["outputs"]["embeddings"],
+                                   self._embeddings.data_ptr())
+        for state in self.manifest.states:
+            context.set_tensor_address(state.input, self._current[state.input].data_ptr())
+            context.set_tensor_address(state.output, self._next[state.input].data_ptr())
+        self._execute(context)
+        self._current, self._next = self._next, self._current
+        return self._embeddings.float().cpu().numpy()
+
+    def _run_clip(self, frames: np.ndarray) -> np.ndarray:
+        name = self.manifest.input["name"]
+        return self._run_dynamic(self._step, name, frames,
+                                 self.manifest.step["outputs"]["embeddings"])
+
+    def _run_head(self, embeddings: np.ndarray) -> np.ndarray:
+        return self._run_dynamic(self._head, self.manifest.head["input"], embeddings,
+                                 self.manifest.head["output"])
+
+    def _run_dynamic(self, pair, input_name: str, array: np.ndarray, output_name: str
+                     ) -> np.ndarray:
+        """One call of an engine whose input has a dynamic axis."""
+        engine, context = pair
+        source = self._torch.from_numpy(array).to(self._device, self._dtypes[input_name])
+        context.set_input_shape(input_name, tuple(source.shape))
+        result = self._empty(context.get_tensor_shape(output_name), output_name)
+        context.set_tensor_address(input_name, source.data_ptr())
+        context.set_tensor_address(output_name, result.data_ptr())
+        self._execute(context)
+        return result.float().cpu().numpy()
+
+    def _execute(self, context) -> None:
+        if not context.execute_async_v3(self._stream.cuda_stream):
+            raise ArtifactError("TensorRT failed to run the engine")
+        self._stream.synchronize()
+
+
+def _tensor_names(engine) -> list[str]:
+    return [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+
+
+def _torch_dtype(torch, trt, dtype):
+    return {trt.float32: torch.float32, trt.float16: torch.float16, trt.int32: torch.int32,
+            trt.int64: torch.int64, trt.int8: torch.int8, trt.bool: torch.bool}[dtype]

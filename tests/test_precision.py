@@ -1,0 +1,114 @@
+"""FP16 and INT8 ONNX artifacts: conversion, calibration, the per-precision bars, refusals."""
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper
+
+from grw_edge import tolerances
+from grw_edge.errors import ParityError
+from grw_edge.exporters import export
+from grw_edge.exporters.precision import convert_to_fp16
+from grw_edge.exporters.tensorrt import tensorrt_problems
+from grw_edge.models import HeadConfig, create_model, randomize_
+from grw_edge.verify import precision_failures, verify_artifact
+
+HEAD = HeadConfig(embed_dim=64, depth=1, num_heads=2, mlp_dim=128, num_classes=600)
+SMALL = {"resolution": 48, "parity_frames": 6, "parity_clips": 3}
+
+
+@pytest.fixture(scope="module")
+def model():
+    return randomize_(create_model("movineta0s", head=HEAD), 0).eval()
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    from grw_edge.data.synthetic import make_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("synthetic")
+    make_synthetic_dataset(root, videos_per_class=2, test_videos_per_class=2, frames=8, size=48)
+    return root
+
+
+def io_types(path) -> set[int]:
+    graph = onnx.load(str(path)).graph
+    return {v.type.tensor_type.elem_type for v in [*graph.input, *graph.output]}
+
+
+def test_fp16_artifact_computes_in_half_with_float32_io(model, tmp_path):
+    path = export(model, "onnx", tmp_path / "fp16", precision="fp16", fused=True, **SMALL)
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["precision"] == "fp16"
+    assert manifest["precision_details"]["compute"] == "float16"
+    for graph in ("step.onnx", "head.onnx", "fused.onnx"):
+        assert io_types(path / graph) == {TensorProto.FLOAT}
+        weights = onnx.load(str(path / graph)).graph.initializer
+        assert any(w.data_type == TensorProto.FLOAT16 for w in weights)
+    parity = manifest["parity"]
+    assert parity["precision"] == "fp16" and parity["passed"]
+    assert parity["top1_agreement"] >= tolerances.FP16_TOP1_AGREEMENT
+    assert 0 < parity["max_abs_embeddings"] < 1e-2  # half precision is not bit-exact
+    report = verify_artifact(path, clips=2, frames=6)
+    assert report.precision == "fp16" and report.failures() == []
+
+
+def test_int8_artifact_is_qdq_calibrated_on_videos_and_tensorrt_ready(model, videos, tmp_path):
+    path = export(model, "onnx", tmp_path / "int8", precision="int8", allow_degraded=True,
+                  calibration_data=str(videos), calibration_clips=4, **SMALL)
+    manifest = json.loads((path / "manifest.json").read_text())
+    details = manifest["precision_details"]
+    assert 0 < details["calibration_steps"] <= 4 * manifest["frames_per_clip"]
+    assert str(videos) in details["calibration"] and details["float32"] == ["head.onnx"]
+    step = onnx.load(str(path / "step.onnx"))
+    ops = [node.op_type for node in step.graph.node]
+    assert ops.count("QuantizeLinear") > 20 and ops.count("DequantizeLinear") > 20
+    assert "QuantizeLinear" not in {n.op_type for n in onnx.load(str(path / "head.onnx")).graph.node}
+    assert io_types(path / "step.onnx") == {TensorProto.FLOAT}
+    assert tensorrt_problems(step) == []  # symmetric: zero points are all zero
+    parity = manifest["parity"]
+    assert parity["precision"] == "int8" and parity["passed"] == (not parity["problems"])
+    report = verify_artifact(path, videos=videos, frames=6)
+    assert report.precision == "int8" and report.clips == 12
+
+
+def test_a_reduced_precision_artifact_below_the_bar_is_refused(model, tmp_path, monkeypatch):
+    monkeypatch.setattr(tolerances, "FP16_TOP1_AGREEMENT", 1.01)  # no artifact can pass
+    with pytest.raises(ParityError, match="--allow-degraded"):
+        export(model, "onnx", tmp_path / "refused", precision="fp16", **SMALL)
+    assert not list(tmp_path.iterdir())  # nothing half-written
+    path = export(model, "onnx", tmp_path / "kept", precision="fp16", allow_degraded=True,
+                  **SMALL)
+    parity = json.loads((path / "manifest.json").read_text())["parity"]
+    assert not parity["passed"] and "agreement" in parity["problems"][0]
+
+
+def test_precision_bars_follow_design():
+    assert precision_failures("fp16", top1_agreement=0.99, max_abs_logits=1.0) == []
+    assert precision_failures("fp16", top1_agreement=0.98, max_abs_logits=0.0)
+    assert precision_failures("int8", top1_agreement=0.5, max_abs_logits=1.0,
+                              top1_drop_points=0.9) == []
+    assert precision_failures("int8", top1_agreement=1.0, max_abs_logits=0.0,
+                              top1_drop_points=1.5)
+    # without labels the drop is bounded by the disagreement rate
+    assert precision_failures("int8", top1_agreement=0.985, max_abs_logits=0.0)
+    assert precision_failures("fp32", top1_agreement=1.0, max_abs_logits=2e-3)
+
+
+def test_fp16_conversion_keeps_outputs_that_the_graph_also_reads(tmp_path):
+    """A state's next value is returned and used again inside the step."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])
+    z = helper.make_tensor_value_info("z", TensorProto.FLOAT, [2, 3])
+    graph = helper.make_graph([helper.make_node("Add", ["x", "x"], ["y"]),
+                               helper.make_node("Div", ["y", "x"], ["z"])], "g", [x], [y, z])
+    path = tmp_path / "g.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    convert_to_fp16(path)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    data = np.arange(1, 7, dtype=np.float32).reshape(2, 3)
+    doubled, ratio = session.run(None, {"x": data})
+    assert doubled.dtype == np.float32 and np.allclose(doubled, 2 * data)
+    assert np.allclose(ratio, 2.0)
