@@ -10,7 +10,8 @@ import torch
 from torch.optim.swa_utils import AveragedModel
 
 from grw_edge.checkpoints import UPSTREAM_TRANSFORMER_PARAMS
-from grw_edge.models import GrwVideoClassifier
+from grw_edge.exporters import export
+from grw_edge.models import GrwVideoClassifier, HeadConfig, create_model, randomize_
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = PROJECT_ROOT.parent / "shared" / "fixtures"
@@ -81,3 +82,26 @@ def require_fixtures() -> Path:
     if not FIXTURES.is_dir():
         pytest.skip(f"upstream fixtures not found at {FIXTURES} (they live in ../shared/fixtures)")
     return FIXTURES
+
+
+SMALL_HEAD = HeadConfig(embed_dim=64, depth=1, num_heads=2, mlp_dim=128, num_classes=600)
+
+
+def small_random_model(name: str, seed: int = 0) -> GrwVideoClassifier:
+    """A backbone with a small head and deterministic random weights, in eval mode."""
+    return randomize_(create_model(name, head=SMALL_HEAD), seed).eval()
+
+
+@pytest.fixture(scope="session")
+def artifacts(tmp_path_factory):
+    """One small ONNX artifact per backbone, exported once for the whole run (the ONNX and
+    TensorRT tests read them)."""
+    root = tmp_path_factory.mktemp("artifacts")
+    made = {}
+    for name, extra in [("movineta0s", {"fused": True, "mobile": True}),
+                        ("movineta1s", {"frames_per_step": 2}),
+                        ("movineta2s", {}),
+                        ("movineta3b", {})]:
+        made[name] = export(small_random_model(name), "onnx", root / name, resolution=48,
+                            parity_frames=6, **extra)
+    return made

@@ -7,17 +7,16 @@ import pytest
 
 from grw_edge.errors import BackendUnavailableError, ExportError
 from grw_edge.exporters import export
-from grw_edge.models import HeadConfig, create_model, randomize_
+from tests.conftest import small_random_model
 
 ct = pytest.importorskip("coremltools", reason="the coreml extra is not installed")
 
-HEAD = HeadConfig(embed_dim=64, depth=1, num_heads=2, mlp_dim=128, num_classes=600)
 ON_MAC = platform.system() == "Darwin"
 
 
 @pytest.fixture(scope="module")
 def model():
-    return randomize_(create_model("movineta0s", head=HEAD), 0).eval()
+    return small_random_model("movineta0s")
 
 
 @pytest.fixture(scope="module")

@@ -11,28 +11,9 @@ import grw_edge.runtimes as runtimes
 from grw_edge.errors import ArtifactError, ExportError, InputShapeError
 from grw_edge.exporters import export
 from grw_edge.exporters.onnx import FORBIDDEN_OPS
-from grw_edge.models import HeadConfig, create_model, randomize_
 from grw_edge.verify import verify_artifact
+from tests.conftest import SMALL_HEAD, small_random_model
 
-HEAD = HeadConfig(embed_dim=64, depth=1, num_heads=2, mlp_dim=128, num_classes=600)
-
-
-def random_model(name: str, seed: int = 0):
-    return randomize_(create_model(name, head=HEAD), seed).eval()
-
-
-@pytest.fixture(scope="module")
-def artifacts(tmp_path_factory):
-    """One small artifact per backbone, exported once for the module."""
-    root = tmp_path_factory.mktemp("artifacts")
-    made = {}
-    for name, extra in [("movineta0s", {"fused": True, "mobile": True}),
-                        ("movineta1s", {"frames_per_step": 2}),
-                        ("movineta2s", {}),
-                        ("movineta3b", {})]:
-        made[name] = export(random_model(name), "onnx", root / name, resolution=48,
-                            parity_frames=6, **extra)
-    return made
 
 
 @pytest.mark.parametrize("name", ["movineta0s", "movineta1s", "movineta2s", "movineta3b"])
@@ -62,7 +43,7 @@ def test_verify_streams_the_artifact_against_the_reference(artifacts, name):
 
 
 def test_a0s_at_full_resolution(tmp_path):
-    model = random_model("movineta0s", 3)
+    model = small_random_model("movineta0s", 3)
     path = export(model, "onnx", tmp_path / "a0s172", parity_frames=4)
     manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["input"]["shape"] == [1, 3, 1, 172, 172]
@@ -76,7 +57,7 @@ def test_a0s_at_full_resolution(tmp_path):
 def test_session_api_with_raw_and_preprocessed_frames(artifacts):
     session = runtimes.open(artifacts["movineta0s"], threads=1)
     raw = np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)
-    assert session.push(raw).shape == (1, 1, HEAD.embed_dim)
+    assert session.push(raw).shape == (1, 1, SMALL_HEAD.embed_dim)
     assert session.push(np.random.rand(3, 48, 48).astype(np.float32)).shape == (1, 1, 64)
     assert session.classify().shape == (1, 600)
     first = session.classify()
@@ -168,7 +149,7 @@ def test_damaged_manifests_get_clear_errors(artifacts, tmp_path):
 
 
 def test_export_refuses_bad_requests_and_leaves_nothing(tmp_path):
-    model = random_model("movineta3b")
+    model = small_random_model("movineta3b")
     with pytest.raises(ExportError, match="no fused streaming form"):
         export(model, "onnx", tmp_path / "fused3b", resolution=32, fused=True)
     with pytest.raises(ExportError, match="unknown target 'tflite'"):

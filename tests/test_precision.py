@@ -12,16 +12,15 @@ from grw_edge.errors import ParityError
 from grw_edge.exporters import export
 from grw_edge.exporters.precision import convert_to_fp16
 from grw_edge.exporters.tensorrt import tensorrt_problems
-from grw_edge.models import HeadConfig, create_model, randomize_
 from grw_edge.verify import precision_failures, verify_artifact
+from tests.conftest import small_random_model
 
-HEAD = HeadConfig(embed_dim=64, depth=1, num_heads=2, mlp_dim=128, num_classes=600)
 SMALL = {"resolution": 48, "parity_frames": 6, "parity_clips": 3}
 
 
 @pytest.fixture(scope="module")
 def model():
-    return randomize_(create_model("movineta0s", head=HEAD), 0).eval()
+    return small_random_model("movineta0s")
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +54,10 @@ def test_fp16_artifact_computes_in_half_with_float32_io(model, tmp_path):
     assert report.precision == "fp16" and report.failures() == []
 
 
-def test_int8_artifact_is_qdq_calibrated_on_videos_and_tensorrt_ready(model, videos, tmp_path):
+def test_int8_artifact_is_qdq_calibrated_on_videos_and_tensorrt_ready(model, videos, tmp_path,
+                                                                       monkeypatch):
+    # an unreachable bar: --allow-degraded must still write the artifact and say why
+    monkeypatch.setattr(tolerances, "INT8_TOP1_DROP_POINTS", -1.0)
     path = export(model, "onnx", tmp_path / "int8", precision="int8", allow_degraded=True,
                   calibration_data=str(videos), calibration_clips=4, **SMALL)
     manifest = json.loads((path / "manifest.json").read_text())
@@ -69,7 +71,8 @@ def test_int8_artifact_is_qdq_calibrated_on_videos_and_tensorrt_ready(model, vid
     assert io_types(path / "step.onnx") == {TensorProto.FLOAT}
     assert tensorrt_problems(step) == []  # symmetric: zero points are all zero
     parity = manifest["parity"]
-    assert parity["precision"] == "int8" and parity["passed"] == (not parity["problems"])
+    assert parity["precision"] == "int8" and not parity["passed"]
+    assert "agreement" in parity["problems"][0] and "int8" in parity["problems"][0]
     report = verify_artifact(path, videos=videos, frames=6)
     assert report.precision == "int8" and report.clips == 12
 
@@ -79,10 +82,6 @@ def test_a_reduced_precision_artifact_below_the_bar_is_refused(model, tmp_path, 
     with pytest.raises(ParityError, match="--allow-degraded"):
         export(model, "onnx", tmp_path / "refused", precision="fp16", **SMALL)
     assert not list(tmp_path.iterdir())  # nothing half-written
-    path = export(model, "onnx", tmp_path / "kept", precision="fp16", allow_degraded=True,
-                  **SMALL)
-    parity = json.loads((path / "manifest.json").read_text())["parity"]
-    assert not parity["passed"] and "agreement" in parity["problems"][0]
 
 
 def test_precision_bars_follow_design():

@@ -11,26 +11,18 @@ from onnx import TensorProto, helper
 import grw_edge.runtimes as runtimes
 from grw_edge.cli import cli
 from grw_edge.errors import BackendUnavailableError
-from grw_edge.exporters import ExportOptions, export
-from grw_edge.exporters.onnx import write_onnx_graphs
+from grw_edge.exporters import export
 from grw_edge.exporters.tensorrt import engine_unavailable_reason, tensorrt_problems
-from grw_edge.models import HeadConfig, create_model, randomize_
 from grw_edge.verify import verify_artifact
+from tests.conftest import small_random_model
 
-HEAD = HeadConfig(embed_dim=64, depth=1, num_heads=2, mlp_dim=128, num_classes=600)
 NO_ENGINE = engine_unavailable_reason()
 
 
-def random_model(name: str):
-    return randomize_(create_model(name, head=HEAD), 0).eval()
-
-
 @pytest.mark.parametrize("name", ["movineta0s", "movineta1s", "movineta2s", "movineta3b"])
-def test_every_backbones_graphs_are_tensorrt_ready(name, tmp_path):
-    manifest = write_onnx_graphs(random_model(name), tmp_path, ExportOptions(resolution=48),
-                                 opset=18)
-    for graph in (manifest.step["file"], manifest.head["file"]):
-        assert tensorrt_problems(onnx.load(str(tmp_path / graph))) == []
+def test_every_backbones_graphs_are_tensorrt_ready(artifacts, name):
+    for graph in ("step.onnx", "head.onnx", *(["fused.onnx"] if name == "movineta0s" else [])):
+        assert tensorrt_problems(onnx.load(str(artifacts[name] / graph))) == []
 
 
 def graph_with(node, inputs, outputs, initializers=()):
@@ -99,7 +91,7 @@ def test_target_options_are_checked(tmp_path):
                     f"{NO_ENGINE}")
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_engine_streams_like_the_reference(precision, tmp_path):
-    out = export(random_model("movineta0s"), "tensorrt", tmp_path / precision,
+    out = export(small_random_model("movineta0s"), "tensorrt", tmp_path / precision,
                  precision=precision, resolution=64, parity_frames=8)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["engine"]["built"] and (out / manifest["engine"]["step"]).is_file()
