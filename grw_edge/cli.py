@@ -122,6 +122,8 @@ def info_command(checkpoint: str, as_json: bool) -> None:
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32",
               show_default=True, help="fp16: float16 compute, float32 I/O; int8: QDQ "
               "static quantization of the step.")
+@click.option("--fp16-io", is_flag=True, help="fp16: frames, states, embeddings and logits "
+              "float16 at the graph boundary too [default: float32 there].")
 @click.option("--calibration-data", type=click.Path(file_okay=False), default=None,
               help="int8: calibrate on the first clip of each video under this folder "
               "[default: random frames].")

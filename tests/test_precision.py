@@ -54,6 +54,22 @@ def test_fp16_artifact_computes_in_half_with_float32_io(model, tmp_path):
     assert report.precision == "fp16" and report.failures() == []
 
 
+def test_fp16_io_puts_half_precision_at_the_graph_boundary(model, tmp_path):
+    import grw_edge.runtimes as runtimes
+
+    path = export(model, "onnx", tmp_path / "fp16io", precision="fp16", fp16_io=True, **SMALL)
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["input"]["dtype"] == "float16" and manifest["head"]["dtype"] == "float16"
+    assert {s["dtype"] for s in manifest["states"]} == {"float16"}
+    assert io_types(path / "step.onnx") == io_types(path / "head.onnx") == {TensorProto.FLOAT16}
+    assert manifest["parity"]["passed"]
+    session = runtimes.open(path)
+    embeddings = session.push(np.zeros((60, 80, 3), np.uint8))
+    assert embeddings.dtype == np.float32 and session.classify().dtype == np.float32
+    torch_session = runtimes.open(path, "torch")  # the reference ignores the artifact's dtypes
+    assert np.abs(torch_session.push(np.zeros((60, 80, 3), np.uint8)) - embeddings).max() < 1e-2
+
+
 def test_int8_artifact_is_qdq_calibrated_on_videos_and_tensorrt_ready(model, videos, tmp_path,
                                                                        monkeypatch):
     # an unreachable bar: --allow-degraded must still write the artifact and say why

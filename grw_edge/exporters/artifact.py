@@ -44,6 +44,7 @@ class ExportOptions:
     calibration_data: str | None = None  # int8: calibrate on these videos' first clips
     calibration_clips: int = 16
     allow_degraded: bool = False  # write an artifact even when it misses the precision bar
+    fp16_io: bool = False  # fp16: graph inputs, outputs and states float16 too
     overwrite: bool = False
     seed: int = 0
 
@@ -57,6 +58,8 @@ class ExportOptions:
         if self.precision not in PRECISIONS:
             raise ExportError(f"unknown precision {self.precision!r}; choose one of: "
                               f"{', '.join(PRECISIONS)}")
+        if self.fp16_io and self.precision != "fp16":
+            raise ExportError("--fp16-io needs --precision fp16")
         for folder in (self.parity_videos, self.calibration_data):
             if folder is not None and not Path(folder).is_dir():
                 raise ExportError(f"no video folder at {folder}")

@@ -116,8 +116,11 @@ def reduce_precision(directory: Path, manifest: Manifest, options: ExportOptions
         graphs.append(manifest.fused["file"])
     if options.precision == "fp16":
         for name in graphs:
-            convert_to_fp16(directory / name)
-        return {"compute": "float16", "io": "float32 (casts inside the graphs)",
+            convert_to_fp16(directory / name, keep_io_types=not options.fp16_io)
+        if options.fp16_io:
+            half_precision_io(manifest)
+        return {"compute": "float16",
+                "io": "float16" if options.fp16_io else "float32 (casts inside the graphs)",
                 "graphs": graphs, "onnxruntime": {"disabled_optimizers": FP16_ORT_WORKAROUND}}
     if manifest.fused:
         raise ExportError("INT8 export does not cover the fused graph; drop --fused")
@@ -143,6 +146,16 @@ def reduce_precision(directory: Path, manifest: Manifest, options: ExportOptions
     return {**details, "graphs": [manifest.step["file"]],
             "float32": [manifest.head["file"]], "calibration": source,
             "calibration_unreadable": skipped}
+
+
+def half_precision_io(manifest: Manifest) -> None:
+    """Record that frames, states, embeddings and logits cross the graph boundary as float16."""
+    manifest.input["dtype"] = "float16"
+    for state in manifest.states:
+        state.dtype = "float16"
+    manifest.step["dtype"] = manifest.head["dtype"] = "float16"
+    if manifest.fused:
+        manifest.fused["window_state"]["dtype"] = "float16"
 
 
 def write_onnx_graphs(model: GrwVideoClassifier, directory: Path, options: ExportOptions, *,

@@ -45,6 +45,9 @@ class OnnxRuntimeSession(StreamingSession):
         self._check_graph_io()
         self._output_names = [output.name for output in self._step.get_outputs()]
         self._embeddings_output = self.manifest.step["outputs"]["embeddings"]
+        # --fp16-io artifacts take and return float16; the session API stays float32
+        self._input_dtype = np.dtype(self.manifest.input.get("dtype", "float32"))
+        self._head_dtype = np.dtype(self.manifest.head.get("dtype", "float32"))
         self._states: dict[str, np.ndarray] = {}
         self.reset()
 
@@ -83,15 +86,20 @@ class OnnxRuntimeSession(StreamingSession):
                         for state in self.manifest.states}
 
     def _run_step(self, frames: np.ndarray) -> np.ndarray:
-        feed = {self.manifest.input["name"]: frames, **self._states}
+        feed = {self.manifest.input["name"]: frames.astype(self._input_dtype, copy=False),
+                **self._states}
         results = dict(zip(self._output_names, self._step.run(None, feed)))
         self._states = {state.input: results[state.output] for state in self.manifest.states}
-        return results[self._embeddings_output]
+        return results[self._embeddings_output].astype(np.float32, copy=False)
 
     def _run_clip(self, frames: np.ndarray) -> np.ndarray:
+        frames = frames.astype(self._input_dtype, copy=False)
         return self._step.run([self._embeddings_output],
-                              {self.manifest.input["name"]: frames})[0]
+                              {self.manifest.input["name"]: frames})[0].astype(np.float32,
+                                                                              copy=False)
 
     def _run_head(self, embeddings: np.ndarray) -> np.ndarray:
+        embeddings = embeddings.astype(self._head_dtype, copy=False)
         return self._head.run([self.manifest.head["output"]],
-                              {self.manifest.head["input"]: embeddings})[0]
+                              {self.manifest.head["input"]: embeddings})[0].astype(np.float32,
+                                                                                  copy=False)

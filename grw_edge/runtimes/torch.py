@@ -54,7 +54,8 @@ class TorchSession(StreamingSession):
         return cls(Path("."), manifest, model=model, **options)
 
     def _reset_states(self) -> None:
-        states = initial_states(self.manifest.states, device=self.device)
+        # the reference computes in float32 whatever the artifact's state dtype
+        states = [s.float() for s in initial_states(self.manifest.states, device=self.device)]
         self._states = {entry.name: tensor for entry, tensor in zip(self.manifest.states, states)}
 
     @torch.no_grad()
