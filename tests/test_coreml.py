@@ -83,7 +83,10 @@ def test_refusals_are_clear(model, tmp_path):
     with pytest.raises(ExportError, match="int8 is available for the onnx and tensorrt"):
         export(model, "coreml", tmp_path / "x", precision="int8", resolution=48)
     with pytest.raises(ExportError, match="iOS18 or macOS15"):
-        export(model, "coreml", tmp_path / "y", stateful=True, resolution=48)
+        export(model, "coreml", tmp_path / "y", stateful=True, precision="fp16", resolution=48)
+    with pytest.raises(ExportError, match="needs --precision fp16"):
+        export(model, "coreml", tmp_path / "z", stateful=True, resolution=48,
+               minimum_deployment_target="iOS18")
     assert not list(tmp_path.iterdir())
 
 

@@ -149,6 +149,8 @@ def _check_options(options: ExportOptions, deployment: str, stateful: bool) -> N
                           "the onnx and tensorrt targets")
     if options.fused:
         raise ExportError("--fused is an ONNX option; Core ML artifacts hold step and head")
+    if stateful and options.precision != "fp16":
+        raise ExportError("Core ML state tensors are float16: --stateful needs --precision fp16")
     if stateful:
         system, version = re.match(r"([a-zA-Z]+)(\d+)", deployment).groups()
         if int(version) < STATEFUL_MINIMUM[system]:
@@ -183,8 +185,8 @@ def write_packages(ct, model: GrwVideoClassifier, directory: Path, options: Expo
                             frames_per_step=t)
         frames = torch.zeros(frames_shape)
         frames_type = ct.TensorType(FRAMES_INPUT, shape=frames_shape, dtype=np.float32)
-        if stateful:  # Core ML keeps states in the compute precision
-            dtype = np.float16 if options.precision == "fp16" else np.float32
+        if stateful:  # Core ML state tensors are float16
+            dtype = np.float16
             step = _convert(ct, StatefulStep(folded.video_backbone, specs), (frames,),
                             [frames_type], [EMBEDDINGS_OUTPUT], convert,
                             states=[ct.StateType(ct.TensorType(shape=s.shape, dtype=dtype),
