@@ -152,8 +152,7 @@ def export_command(backbone: str | None, checkpoint: str | None, hub: bool, rand
                    ema: bool, target: str, out: str | None, no_reference: bool,
                    **options) -> None:
     """Export a model as an artifact directory: graphs, manifest.json, labels.txt."""
-    from grw_edge.exporters import target_options
-    from grw_edge.exporters import export
+    from grw_edge.exporters import export, target_options
     from grw_edge.manifest import read_manifest
 
     context = click.get_current_context()

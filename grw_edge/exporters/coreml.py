@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import platform
 import re
 import warnings
@@ -38,7 +39,6 @@ from grw_edge.exporters.artifact import (
 from grw_edge.manifest import Manifest, StateEntry
 from grw_edge.models.classifier import GrwVideoClassifier, MoViNetBackbone
 from grw_edge.models.fusion import fold_for_inference
-
 from grw_edge.streaming import (
     ClassifierHead,
     ClipEmbedder,
@@ -81,9 +81,9 @@ class StatefulStep(nn.Module):
 def export(model: GrwVideoClassifier, out: str | Path, options: ExportOptions, *,
            minimum_deployment_target: str = "iOS16", stateful: bool = False) -> Path:
     """Write a Core ML artifact for ``model`` to ``out`` and return its path."""
-    ct = _coremltools()
     options.validate()
     _check_options(options, minimum_deployment_target, stateful)
+    ct = _coremltools()
     model = model.eval()
     stages = Stages(["step", "head", "parity"], desc="export")
     try:
@@ -104,11 +104,18 @@ def export(model: GrwVideoClassifier, out: str | Path, options: ExportOptions, *
 
 
 def _coremltools():
+    # coremltools logs, at import, that Linux lacks its prediction library and that this torch
+    # is newer than it was tested with; neither matters for conversion, so keep them quiet
+    logger = logging.getLogger("coremltools")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
     try:
         import coremltools as ct
     except ImportError:
         raise BackendUnavailableError("--target coreml needs coremltools: "
                                       "pip install 'grw-edge[coreml]'") from None
+    finally:
+        logger.setLevel(level)
     _register_scalar_casts()
     return ct
 
@@ -149,9 +156,10 @@ def _check_options(options: ExportOptions, deployment: str, stateful: bool) -> N
                           "the onnx and tensorrt targets")
     if options.fused:
         raise ExportError("--fused is an ONNX option; Core ML artifacts hold step and head")
-    if stateful and options.precision != "fp16":
-        raise ExportError("Core ML state tensors are float16: --stateful needs --precision fp16")
     if stateful:
+        if options.precision != "fp16":
+            raise ExportError("Core ML state tensors are float16: --stateful needs "
+                              "--precision fp16")
         system, version = re.match(r"([a-zA-Z]+)(\d+)", deployment).groups()
         if int(version) < STATEFUL_MINIMUM[system]:
             raise ExportError(f"--stateful needs Core ML state tensors: "
@@ -186,13 +194,12 @@ def write_packages(ct, model: GrwVideoClassifier, directory: Path, options: Expo
         frames = torch.zeros(frames_shape)
         frames_type = ct.TensorType(FRAMES_INPUT, shape=frames_shape, dtype=np.float32)
         if stateful:  # Core ML state tensors are float16
-            dtype = np.float16
             step = _convert(ct, StatefulStep(folded.video_backbone, specs), (frames,),
                             [frames_type], [EMBEDDINGS_OUTPUT], convert,
-                            states=[ct.StateType(ct.TensorType(shape=s.shape, dtype=dtype),
+                            states=[ct.StateType(ct.TensorType(shape=s.shape, dtype=np.float16),
                                                  name=feature_name(s.name)) for s in specs])
             states = [StateEntry(s.name, feature_name(s.name), feature_name(s.name),
-                                 list(s.shape), np.dtype(dtype).name, s.init) for s in specs]
+                                 list(s.shape), "float16", s.init) for s in specs]
         else:
             states = [StateEntry(s.name, feature_name(s.name),
                                  feature_name(s.name) + NEXT_SUFFIX, list(s.shape), s.dtype,

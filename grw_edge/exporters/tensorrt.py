@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 import onnx
+from onnx import numpy_helper
 
 from grw_edge._io import atomic_write_path
 from grw_edge.errors import BackendUnavailableError, ExportError
@@ -75,13 +76,14 @@ def finish_tensorrt(directory: Path, manifest: Manifest, *, workspace_gib: float
     if reason is None:
         manifest.engine = build_engines(directory, manifest, workspace_gib=workspace_gib)
         return
+    trtexec = trtexec_commands(manifest, workspace_gib)
     manifest.engine = {
         "built": False, "reason": reason,
         "build_command": f"grw-edge build-engine {name}",
-        "trtexec": trtexec_commands(manifest, workspace_gib),
+        "trtexec": trtexec,
         "message": (f"TensorRT engine not built ({reason}); the ONNX graphs are TensorRT-ready. "
                     f"Build the engine on the target device: grw-edge build-engine {name}  "
-                    f"(or: {trtexec_commands(manifest, workspace_gib)[0]})"),
+                    f"(or: {trtexec[0]})"),
     }
 
 
@@ -113,35 +115,31 @@ def tensorrt_problems(model: onnx.ModelProto) -> list[str]:
                           if t.data_type not in SUPPORTED_TYPES})
     if bad_types:
         problems.append(f"tensor types TensorRT lacks: {', '.join(bad_types)}")
-    constants = _constant_names(graph)
+    values = _constant_tensors(graph)
+    constants = _constant_names(graph, values)
     for node in graph.node:
         for op, index in CONSTANT_INPUTS:
             if node.op_type == op and len(node.input) > index and node.input[index] \
                     and node.input[index] not in constants:
                 problems.append(f"{node.op_type} {node.name!r} needs input {index} constant")
         if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 2:
-            zero = _initializer(graph, node.input[2])
-            if zero is None or zero.any():
+            zero = values.get(node.input[2])
+            if zero is None or numpy_helper.to_array(zero).any():
                 problems.append(f"{node.op_type} {node.name!r} has a non-zero zero point")
     return problems
 
 
-def _initializer(graph: onnx.GraphProto, name: str):
-    from onnx import numpy_helper
-
-    for tensor in graph.initializer:
-        if tensor.name == name:
-            return numpy_helper.to_array(tensor)
-    for node in graph.node:
-        if node.op_type == "Constant" and node.output[0] == name:
-            return numpy_helper.to_array(node.attribute[0].t)
-    return None
+def _constant_tensors(graph: onnx.GraphProto) -> dict[str, onnx.TensorProto]:
+    """Initializers and the values of Constant nodes, by name."""
+    values = {tensor.name: tensor for tensor in graph.initializer}
+    values.update({node.output[0]: node.attribute[0].t for node in graph.node
+                   if node.op_type == "Constant" and node.attribute[0].name == "value"})
+    return values
 
 
-def _constant_names(graph: onnx.GraphProto) -> set[str]:
-    """Initializers, Constant outputs, and what Identity/DequantizeLinear make from them."""
-    constants = {t.name for t in graph.initializer}
-    constants |= {n.output[0] for n in graph.node if n.op_type == "Constant"}
+def _constant_names(graph: onnx.GraphProto, values: dict[str, onnx.TensorProto]) -> set[str]:
+    """Constant tensors, and what Identity/DequantizeLinear/Cast make from them."""
+    constants = set(values) | {n.output[0] for n in graph.node if n.op_type == "Constant"}
     for node in graph.node:  # nodes are topologically sorted
         if node.op_type in ("Identity", "DequantizeLinear", "Cast") and all(
                 name in constants for name in node.input if name):

@@ -2,7 +2,9 @@
 
 States live in device memory for the whole stream: each state has two buffers, the step
 reads one and writes the other, and the roles swap after every step, so no state crosses
-to the host between frames.  Only the frame goes in and its embedding comes out.
+to the host between frames.  Only the frame goes in and its embedding comes out.  All work
+is queued on PyTorch's current CUDA stream, so copies and engine runs are ordered without
+extra synchronisation; reading the embedding back is the one wait per frame.
 """
 from __future__ import annotations
 
@@ -41,7 +43,6 @@ class TensorRTSession(StreamingSession):
                                           "visible here")
         self._torch = torch
         self._device = torch.device(device)
-        self._stream = torch.cuda.Stream(self._device)
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self._step = self._load(runtime, engine["step"])
         self._head = self._load(runtime, engine["head"])
@@ -77,8 +78,8 @@ class TensorRTSession(StreamingSession):
             self._current[state.input].fill_(state.init)
 
     def _run_step(self, frames: np.ndarray) -> np.ndarray:
-        engine, context = self._step
-        self._frames.copy_(self._torch.from_numpy(frames), non_blocking=False)
+        _, context = self._step
+        self._frames.copy_(self._torch.from_numpy(frames))
         context.set_tensor_address(self.manifest.input["name"], self._frames.data_ptr())
         context.set_tensor_address(self.manifest.step["outputs"]["embeddings"],
                                    self._embeddings.data_ptr())
@@ -101,7 +102,7 @@ class TensorRTSession(StreamingSession):
     def _run_dynamic(self, pair, input_name: str, array: np.ndarray, output_name: str
                      ) -> np.ndarray:
         """One call of an engine whose input has a dynamic axis."""
-        engine, context = pair
+        _, context = pair
         source = self._torch.from_numpy(array).to(self._device, self._dtypes[input_name])
         context.set_input_shape(input_name, tuple(source.shape))
         result = self._empty(context.get_tensor_shape(output_name), output_name)
@@ -111,9 +112,10 @@ class TensorRTSession(StreamingSession):
         return result.float().cpu().numpy()
 
     def _execute(self, context) -> None:
-        if not context.execute_async_v3(self._stream.cuda_stream):
+        """Queue the engine on the current stream, after the copies that fed it."""
+        stream = self._torch.cuda.current_stream(self._device).cuda_stream
+        if not context.execute_async_v3(stream):
             raise ArtifactError("TensorRT failed to run the engine")
-        self._stream.synchronize()
 
 
 def _tensor_names(engine) -> list[str]:
