@@ -17,6 +17,17 @@ def distributed_setup() -> tuple[int, int]:
     return 0, 1
 
 
+def distributed_teardown() -> None:
+    """Leave the process group once every rank is done with it.
+
+    Left to interpreter exit, gloo's teardown can abort a rank whose peer is still running
+    (seen as SIGABRT in a two-process evaluation), so ranks meet, then destroy the group.
+    """
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def local_device() -> torch.device:
     """This process's GPU under torchrun (LOCAL_RANK), or the CPU."""
     if torch.cuda.is_available():

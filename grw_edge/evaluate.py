@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Subset
 
 from grw_edge._progress import progress
 from grw_edge.data.kinetics import DatasetError, VideoClipDataset
-from grw_edge.distributed import distributed_setup
+from grw_edge.distributed import distributed_setup, distributed_teardown
 from grw_edge.errors import GrwEdgeError
 from grw_edge.models.classifier import GrwVideoClassifier
 from grw_edge.runtimes import StreamingSession
@@ -127,6 +127,7 @@ def evaluate(dataset: VideoClipDataset, predictors: dict[str, Predictor],
         gathered: list[list[dict]] = [[] for _ in range(world)]
         dist.all_gather_object(gathered, records)
         records = [record for part in gathered for record in part]
+        distributed_teardown()
     seconds = time.perf_counter() - start
     if rank != 0:
         return None
