@@ -71,6 +71,7 @@ class Snapshot:
     state_dict: dict[str, Tensor]
     ema_state_dict: dict[str, Tensor] | None
     extra: dict[str, object] = field(default_factory=dict)
+    hub: str | None = None  # hf://repo@revision/file when it is the published checkpoint
 
     @property
     def has_ema(self) -> bool:
@@ -89,6 +90,12 @@ class CheckpointOrigin:
     sha256: str
     weights: str  # "ema" or "plain"
     num_samples: int
+    hub: str | None = None  # hf://repo@revision/file when it is the published checkpoint
+
+    @property
+    def where(self) -> str:
+        """Where the weights came from: the hub URL of the published file, or "file"."""
+        return self.hub or "file"
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -229,7 +236,7 @@ def load_checkpoint(source: str | os.PathLike[str], *, ema: bool = False,
 
     ``ema`` picks the EMA weights; ``backbone``, when given, must match the checkpoint.
     """
-    snapshot = read_snapshot(resolve_checkpoint(source))
+    snapshot = open_snapshot(source)
     path = snapshot.path
     if backbone is not None and get_backbone(backbone).name != snapshot.backbone:
         raise CheckpointError(
@@ -246,15 +253,27 @@ def resolve_checkpoint(source: str | os.PathLike[str]) -> Path:
     return path
 
 
+def open_snapshot(source: str | os.PathLike[str]) -> Snapshot:
+    """Read a checkpoint file, or the published one (through the HF cache) for a backbone name,
+    noting the hub URL in the latter case."""
+    path = resolve_checkpoint(source)
+    snapshot = read_snapshot(path)
+    if path != Path(source):
+        snapshot.hub = (f"hf://{HUB_REPO_ID}@{path.parent.name}/"
+                        f"{get_backbone(str(source)).hub_filename}")
+    return snapshot
+
+
 def describe_checkpoint(source: str | os.PathLike[str]) -> dict[str, object]:
     """What ``grw-edge info`` shows: backbone, sizes, T, EMA, sample count, provenance."""
-    snapshot = read_snapshot(resolve_checkpoint(source))
+    snapshot = open_snapshot(source)
     model = model_from_snapshot(snapshot)
     backbone_params = sum(p.numel() for p in model.video_backbone.parameters())
     total_params = sum(p.numel() for p in model.parameters())
     spec = model.backbone_spec
     return {
         "path": str(snapshot.path),
+        "from": snapshot.hub or "file",
         "format": snapshot.format,
         "sha256": snapshot.sha256,
         "backbone": snapshot.backbone,
@@ -285,7 +304,7 @@ def model_from_snapshot(snapshot: Snapshot, *, ema: bool = False) -> GrwVideoCla
             f"{snapshot.path} does not fit a {snapshot.backbone} model with head "
             f"{snapshot.head.to_dict()}: {first}") from None
     model.origin = CheckpointOrigin(str(snapshot.path), snapshot.sha256,
-                                    "ema" if ema else "plain", snapshot.num_samples)
+                                    "ema" if ema else "plain", snapshot.num_samples, snapshot.hub)
     return model.eval()
 
 

@@ -38,9 +38,11 @@ def cli() -> None:
 def _weights_options(function):
     """--backbone/--checkpoint/--hub/--random-init/--ema, shared by commands that load a model."""
     options = [
-        click.option("--backbone", default=None, help="Registered backbone."),
+        click.option("--backbone", default=None, help="Registered backbone; given alone, "
+                     "its published weights (as --hub)."),
         click.option("--checkpoint", type=click.Path(), default=None, help="Checkpoint file."),
-        click.option("--hub", is_flag=True, help="The published weights (downloaded)."),
+        click.option("--hub", is_flag=True, help="The published weights, through the Hugging "
+                     "Face cache [the default with --backbone]."),
         click.option("--random-init", is_flag=True, help="Freshly initialised weights."),
         click.option("--ema/--no-ema", default=False, show_default=True,
                      help="Use the EMA weights."),
@@ -132,7 +134,7 @@ def info_command(checkpoint: str, as_json: bool) -> None:
 @click.option("--allow-degraded", is_flag=True, help="Write the artifact even if it misses "
               "the agreement bar for its precision (the shortfall goes in the manifest).")
 @click.option("--no-reference", is_flag=True, help="Leave the PyTorch reference weights out "
-              "(verify then needs --checkpoint).")
+              "(verify then needs --checkpoint, unless they are the published ones).")
 @click.option("--parity-clips", type=click.IntRange(min=1), default=None,
               help="Clips the export-time parity check runs [default: 1 for fp32, 16 "
               "otherwise].")
@@ -168,6 +170,7 @@ def export_command(backbone: str | None, checkpoint: str | None, hub: bool, rand
                   **{name: value for name, value in options.items() if name in accepted})
     manifest = read_manifest(path)
     parity = manifest.parity
+    click.echo(_weights_line(model))
     click.echo(f"wrote {path}: {', '.join(sorted(p.name for p in path.iterdir()))}")
     if parity.get("measured") is False:
         click.echo(f"parity not measured: {parity['reason']}")
@@ -199,7 +202,8 @@ def build_engine_command(artifact: str, workspace_gib: float) -> None:
 @click.argument("artifact", type=click.Path())
 @click.option("--backend", default=None, help="Runtime backend [default: the artifact's].")
 @click.option("--checkpoint", type=click.Path(), default=None,
-              help="Reference checkpoint [default: the artifact's reference weights].")
+              help="Reference checkpoint, or a backbone name for its published one [default: "
+              "the artifact's reference weights, else the published ones it came from].")
 @click.option("--clips", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--frames", type=click.IntRange(min=1), default=None,
               help="Frames per clip [default: the artifact's frames per clip].")
@@ -268,7 +272,7 @@ def eval_command(data_root: str, split: str, backbone: str | None, checkpoint: s
     from grw_edge.labels import class_names, read_labels
     from grw_edge.preprocess import ClipProtocol
 
-    predictors = {}
+    predictors, weights = {}, None
     if artifact:
         from grw_edge import runtimes
         from grw_edge.verify import reference_model
@@ -284,6 +288,7 @@ def eval_command(data_root: str, split: str, backbone: str | None, checkpoint: s
         if compare:
             raise click.ClickException("--compare needs --artifact")
         model = _model_from_options(backbone, checkpoint, hub, random_init, ema)
+        weights = _weights_line(model)
         protocol = ClipProtocol.for_backbone(model.backbone_spec, resolution)
         classes = class_names(model.head_config.num_classes)
         predictors["pytorch"] = reference_predictor(model, local_device())
@@ -298,6 +303,8 @@ def eval_command(data_root: str, split: str, backbone: str | None, checkpoint: s
                       max_clips=max_clips)
     if report is None:  # not rank 0 of a distributed run
         return
+    if weights:
+        click.echo(weights, err=as_json)
     if report.agreement:
         _judge_against_reference(report, session.manifest.precision)
     if as_json:
@@ -377,12 +384,17 @@ def predict_command(video: str, backbone: str | None, checkpoint: str | None, hu
             raise click.ClickException(f"{session.manifest.backbone} is a whole-clip backbone; "
                                        f"it cannot stream (drop --stream)")
         session.reset()
-        for prediction in stream_video(session.push, session.classify, video, protocol, classes):
+        predictions = stream_video(session.push, session.classify, video, protocol, classes)
+        for index, prediction in enumerate(predictions):
+            if index == 0 and not artifact:
+                click.echo(_weights_line(model))
             click.echo(f"{prediction.seconds:7.2f}s  frame {prediction.frames:>4}  "
                        f"{prediction.labels[0]}  {prediction.probabilities[0]:.3f}")
         return
     predict = session_predictor(session) if artifact else reference_predictor(model)
     prediction = predict_video(predict, video, protocol, classes, top)
+    if not artifact:
+        click.echo(_weights_line(model))
     click.echo(f"{video}: {prediction.frames} frames at {protocol.fps:g} fps")
     for label, probability in zip(prediction.labels, prediction.probabilities):
         click.echo(f"  {probability:6.3f}  {label}")
@@ -544,21 +556,32 @@ def make_synthetic_command(out: str, videos_per_class: int, test_videos_per_clas
 
 def _model_from_options(backbone: str | None, checkpoint: str | None, hub: bool,
                         random_init: bool, ema: bool):
-    """The model a command was asked for: exactly one of checkpoint, hub or random init."""
+    """The model a command was asked for: a checkpoint, random init, or (--hub, or --backbone
+    alone) the backbone's published weights through the Hugging Face cache."""
     from grw_edge.checkpoints import load_checkpoint
     from grw_edge.models import create_model
 
     chosen = [flag for flag, on in (("--checkpoint", checkpoint), ("--hub", hub),
                                     ("--random-init", random_init)) if on]
-    if len(chosen) != 1:
+    if len(chosen) > 1:
         raise click.ClickException("choose exactly one of --checkpoint PATH, --hub or --random-init")
     if checkpoint:
         return load_checkpoint(checkpoint, ema=ema, backbone=backbone)
     if not backbone:
-        raise click.ClickException(f"{chosen[0]} needs --backbone")
-    if hub:
-        return load_checkpoint(backbone, ema=ema, backbone=backbone)
-    return create_model(backbone).eval()
+        raise click.ClickException(f"{chosen[0]} needs --backbone" if chosen else
+                                   "pass --backbone B (its published weights) or --checkpoint PATH")
+    if random_init:
+        return create_model(backbone).eval()
+    return load_checkpoint(backbone, ema=ema, backbone=backbone)
+
+
+def _weights_line(model) -> str:
+    """Which weights a command runs, as the manifest's ``source`` records them."""
+    origin = getattr(model, "origin", None)
+    if origin is None:
+        return f"weights: {model.backbone_spec.name}, random init"
+    return (f"weights: {model.backbone_spec.name} {origin.weights} from "
+            f"{origin.hub or origin.path} (sha256 {origin.sha256})")
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ import torch
 
 from grw_edge import tolerances
 from grw_edge._progress import progress
-from grw_edge.checkpoints import file_sha256, load_checkpoint
+from grw_edge.checkpoints import file_sha256, load_checkpoint, resolve_checkpoint
 from grw_edge.errors import ArtifactError, InputShapeError
 from grw_edge.manifest import Manifest, read_manifest
 from grw_edge.models.classifier import GrwVideoClassifier
@@ -152,19 +152,23 @@ def measure_parity(reference: GrwVideoClassifier, session: StreamingSession, *, 
 def reference_model(artifact: str | Path, checkpoint: str | Path | None = None
                     ) -> GrwVideoClassifier:
     """The PyTorch model an artifact was exported from: its reference weights, or the
-    original checkpoint (which must be the one the manifest records)."""
+    original checkpoint (which must be the one the manifest records; the published one,
+    through the Hugging Face cache, when the artifact came from the hub)."""
     manifest = read_manifest(artifact)
+    reference = (manifest.reference or {}).get("file")
+    if checkpoint is None and reference:
+        return load_checkpoint(Path(artifact) / reference)
     if checkpoint is None:
-        reference = (manifest.reference or {}).get("file")
-        if not reference:
+        if not str(manifest.source.get("from", "")).startswith("hf://"):
             raise ArtifactError(f"{artifact} carries no reference weights; pass the checkpoint "
                                 f"it was exported from with --checkpoint")
-        return load_checkpoint(Path(artifact) / reference)
+        checkpoint = manifest.backbone
+    path = resolve_checkpoint(checkpoint)
     recorded = manifest.source.get("checkpoint_sha256")
-    if recorded and file_sha256(checkpoint) != recorded:
+    if recorded and path.is_file() and file_sha256(path) != recorded:
         raise ArtifactError(f"{checkpoint} is not the checkpoint {artifact} was exported from "
                             f"(sha256 differs from the manifest's)")
-    return load_checkpoint(checkpoint, ema=manifest.source.get("weights") == "ema")
+    return load_checkpoint(path, ema=manifest.source.get("weights") == "ema")
 
 
 def verify_artifact(artifact: str | Path, *, backend: str | None = None,

@@ -1,6 +1,8 @@
 """Shared test helpers: the upstream fixtures folder and writers of upstream-format snapshots."""
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -12,6 +14,7 @@ from torch.optim.swa_utils import AveragedModel
 from grw_edge.checkpoints import UPSTREAM_TRANSFORMER_PARAMS
 from grw_edge.exporters import export
 from grw_edge.models import GrwVideoClassifier, HeadConfig, create_model, randomize_
+from grw_edge.registry import HUB_REPO_ID
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = PROJECT_ROOT.parent / "shared" / "fixtures"
@@ -76,6 +79,40 @@ def write_upstream_snapshot(upstream_classes):
         return path
 
     return write
+
+
+class HubCache:
+    """An offline Hugging Face cache that a test fills with upstream snapshots standing in for
+    the published files."""
+
+    revision = "0123456789abcdef0123456789abcdef01234567"
+
+    def __init__(self, root: Path, write_snapshot) -> None:
+        self.root, self._write_snapshot = root, write_snapshot
+        self.env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(root)}
+
+    def put(self, model: GrwVideoClassifier) -> Path:
+        """Cache ``model`` as its backbone's published file; return the cached path."""
+        repo = self.root / f"models--{HUB_REPO_ID.replace('/', '--')}"
+        (repo / "refs").mkdir(parents=True, exist_ok=True)
+        (repo / "refs" / "main").write_text(self.revision)
+        folder = repo / "snapshots" / self.revision
+        folder.mkdir(parents=True, exist_ok=True)
+        return self._write_snapshot(model, folder / model.backbone_spec.hub_filename)
+
+
+@pytest.fixture
+def hub_cache(tmp_path, write_upstream_snapshot) -> HubCache:
+    cache = HubCache(tmp_path / "hf-cache", write_upstream_snapshot)
+    cache.root.mkdir()
+    return cache
+
+
+def run_grw_edge(*args: str, env: dict[str, str], cwd: Path | None = None,
+                 timeout: float = 120) -> subprocess.CompletedProcess:
+    """The grw-edge command in a fresh process (huggingface_hub reads its variables at import)."""
+    return subprocess.run([sys.executable, "-m", "grw_edge.cli", *args], capture_output=True,
+                          text=True, env={**os.environ, **env}, cwd=cwd, timeout=timeout)
 
 
 def require_fixtures() -> Path:

@@ -1,8 +1,6 @@
 """Loading upstream snapshots and grw-edge checkpoints: fidelity, safety, clear refusals."""
 import os
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,7 @@ from grw_edge import checkpoints
 from grw_edge.checkpoints import read_snapshot, save_checkpoint
 from grw_edge.errors import CheckpointError
 from grw_edge.models import HeadConfig, create_model, randomize_
+from tests.conftest import run_grw_edge
 
 HEAD = HeadConfig(embed_dim=48, depth=1, num_heads=2, mlp_dim=96, num_classes=600)
 BACKBONES = ["movineta0s", "movineta1s", "movineta2s", "movineta3b"]
@@ -137,29 +136,18 @@ def test_failed_write_leaves_the_old_file_and_no_temp(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.safetensors"]
 
 
-def _grw_edge(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "grw_edge.cli", *args], capture_output=True,
-                          text=True, env={**os.environ, **env}, timeout=120)
+def test_download_uses_the_hf_cache_offline(hub_cache):
+    cached = hub_cache.put(random_model("movineta1s", 5))
+    env = hub_cache.env
 
-
-def test_download_uses_the_hf_cache_offline(tmp_path, write_upstream_snapshot):
-    cache = tmp_path / "hub"
-    repo = cache / "models--DrGil--grw-smoothing-movinet"
-    revision = "0123456789abcdef0123456789abcdef01234567"
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(revision)
-    snapshot_dir = repo / "snapshots" / revision
-    snapshot_dir.mkdir(parents=True)
-    write_upstream_snapshot(random_model("movineta1s", 5), snapshot_dir / "a1s_grw.pt")
-    env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache)}
-
-    result = _grw_edge("download", "movineta1s", env=env)
+    result = run_grw_edge("download", "movineta1s", env=env)
     assert result.returncode == 0, result.stderr
-    assert Path(result.stdout.strip()) == snapshot_dir / "a1s_grw.pt"
-    info = _grw_edge("info", "movineta1s", env=env)  # a backbone name resolves through the hub
+    assert Path(result.stdout.strip()) == cached
+    info = run_grw_edge("info", "movineta1s", env=env)  # a backbone name resolves through the hub
     assert info.returncode == 0 and "movineta1s" in info.stdout
+    assert f"hf://DrGil/grw-smoothing-movinet@{hub_cache.revision}/a1s_grw.pt" in info.stdout
 
-    missing = _grw_edge("download", "movineta0s", env=env)
+    missing = run_grw_edge("download", "movineta0s", env=env)
     assert missing.returncode == 1
     lines = missing.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in missing.stderr

@@ -1,12 +1,21 @@
-"""The command line: help, listings, info, and one-line user errors."""
+"""The command line: help, listings, info, the published weights by default, and one-line
+user errors."""
 import json
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from huggingface_hub import constants
 
+from grw_edge.checkpoints import file_sha256
 from grw_edge.cli import cli
+from grw_edge.data.video import write_video
+from grw_edge.manifest import read_manifest
 from grw_edge.models import HeadConfig, create_model, randomize_
+from tests.conftest import run_grw_edge, small_random_model
+
+HEADLINE = ("export", "--backbone", "movineta1s", "--target", "tensorrt")
 
 
 @pytest.fixture
@@ -49,6 +58,10 @@ def test_info_reports_the_snapshot(run, tmp_path, write_upstream_snapshot):
 @pytest.mark.parametrize("args,message", [
     (("download", "movinet9"), "unknown backbone 'movinet9'; choose one of: movineta0s"),
     (("info", "no/such/file.pt"), "no checkpoint file at no/such/file.pt"),
+    (("export", "--backbone", "movineta0s", "--hub", "--random-init"),
+     "choose exactly one of --checkpoint PATH, --hub or --random-init"),
+    (("export",), "pass --backbone B (its published weights) or --checkpoint PATH"),
+    (("predict", "clip.mp4", "--random-init"), "--random-init needs --backbone"),
 ])
 def test_user_errors_are_one_line(run, args, message):
     result = run(*args)
@@ -64,3 +77,56 @@ def test_a_hostile_checkpoint_is_one_line_too(run, tmp_path):
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "refused to load" in lines[0]
+
+
+def test_the_headline_command_exports_the_published_weights(hub_cache, tmp_path):
+    """`grw-edge export --backbone movineta1s --target tensorrt` exactly as written, from the
+    cached a1s_grw.pt (an A1S snapshot with a small head, so at the full 172 px it stays fast)."""
+    cached = hub_cache.put(small_random_model("movineta1s"))
+    work = tmp_path / "work"
+    work.mkdir()
+    result = run_grw_edge(*HEADLINE, env=hub_cache.env, cwd=work, timeout=600)
+    assert result.returncode == 0, result.stderr
+    url = f"hf://DrGil/grw-smoothing-movinet@{hub_cache.revision}/a1s_grw.pt"
+    sha256 = file_sha256(cached)
+    assert f"weights: movineta1s plain from {url} (sha256 {sha256})" in result.stdout
+    manifest = read_manifest(work / "movineta1s-tensorrt")
+    assert manifest.source == {"checkpoint": str(cached), "checkpoint_sha256": sha256,
+                               "weights": "plain", "from": url}
+    assert manifest.target == "tensorrt" and manifest.parity["passed"]
+    assert "build_command" in manifest.engine or manifest.engine["built"]
+    assert (work / "movineta1s-tensorrt" / manifest.step["file"]).is_file()
+
+
+def test_the_headline_command_offline_with_an_empty_cache_is_one_line(hub_cache, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    result = run_grw_edge(*HEADLINE, env=hub_cache.env, cwd=work)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "offline mode is on (HF_HUB_OFFLINE)" in lines[0]
+    assert "--checkpoint PATH" in lines[0]
+    assert not any(work.iterdir()) and not any(hub_cache.root.iterdir())
+
+
+def test_predict_and_verify_use_the_cached_published_weights(run, hub_cache, tmp_path,
+                                                              monkeypatch):
+    """--backbone alone predicts with the cached published file; an artifact exported from it
+    without reference weights verifies against it, named by nothing or by its backbone."""
+    cached = hub_cache.put(small_random_model("movineta0s"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub_cache.root))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    said = (f"weights: movineta0s plain from hf://DrGil/grw-smoothing-movinet@"
+            f"{hub_cache.revision}/a0s_grw.pt (sha256 {file_sha256(cached)})")
+    video = tmp_path / "noise.mp4"
+    write_video(video, np.random.default_rng(0).integers(0, 256, (8, 40, 40, 3), np.uint8), 10.0)
+    predicted = run("predict", str(video), "--backbone", "movineta0s", "--resolution", "32",
+                    "--frames", "4", "--fps", "10")
+    assert predicted.exit_code == 0 and predicted.output.splitlines()[0] == said
+    out = tmp_path / "a0s"
+    exported = run("export", "--backbone", "movineta0s", "--resolution", "32", "--parity-frames",
+                   "2", "--no-reference", "--out", str(out))
+    assert exported.exit_code == 0 and said in exported.output.splitlines()
+    for extra in ((), ("--checkpoint", "movineta0s")):
+        verified = run("verify", str(out), "--clips", "1", "--frames", "2", *extra)
+        assert verified.exit_code == 0 and "PASS" in verified.output
