@@ -8,7 +8,7 @@ import torch
 from click.testing import CliRunner
 from huggingface_hub import constants
 
-from grw_edge.checkpoints import file_sha256
+from grw_edge.checkpoints import file_sha256, save_checkpoint
 from grw_edge.cli import cli
 from grw_edge.data.video import write_video
 from grw_edge.manifest import read_manifest
@@ -130,3 +130,7 @@ def test_predict_and_verify_use_the_cached_published_weights(run, hub_cache, tmp
     for extra in ((), ("--checkpoint", "movineta0s")):
         verified = run("verify", str(out), "--clips", "1", "--frames", "2", *extra)
         assert verified.exit_code == 0 and "PASS" in verified.output
+    other = save_checkpoint(small_random_model("movineta0s", seed=1), tmp_path / "other.pt")
+    refused = run("verify", str(out), "--checkpoint", str(other))
+    assert refused.exit_code == 1 and len(refused.output.strip().splitlines()) == 1
+    assert "sha256 differs from the manifest's" in refused.output
