@@ -299,6 +299,6 @@ def check_parity(model: GrwVideoClassifier, directory: Path, manifest: Manifest,
     if platform.system() != "Darwin":
         return {"measured": False, "reason": "Core ML runs models only on macOS; run "
                 "grw-edge verify on a Mac"}
-    from grw_edge.runtimes.coreml import CoreMLSession
+    from grw_edge_runtime.coreml import CoreMLSession
 
     return measured_parity(model, CoreMLSession(directory, manifest), options)

@@ -284,6 +284,6 @@ def write_mobile_format(directory: Path, manifest: Manifest) -> dict:
 def check_parity(model: GrwVideoClassifier, directory: Path, manifest: Manifest,
                  options: ExportOptions) -> dict:
     """Run the written graphs with ONNX Runtime against the reference (see measured_parity)."""
-    from grw_edge.runtimes.onnxruntime import OnnxRuntimeSession
+    from grw_edge_runtime.onnxruntime import OnnxRuntimeSession
 
     return measured_parity(model, OnnxRuntimeSession(directory, manifest), options)

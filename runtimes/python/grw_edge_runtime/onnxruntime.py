@@ -5,9 +5,9 @@ from pathlib import Path
 
 import numpy as np
 
-from grw_edge.errors import ArtifactError, BackendUnavailableError
-from grw_edge.manifest import Manifest
-from grw_edge.runtimes.base import StreamingSession
+from grw_edge_runtime.errors import ArtifactError, BackendUnavailableError
+from grw_edge_runtime.manifest import Manifest
+from grw_edge_runtime.session import StreamingSession
 
 
 def _providers(device: str) -> list[str]:
@@ -29,8 +29,9 @@ class OnnxRuntimeSession(StreamingSession):
     backend = "onnxruntime"
 
     def __init__(self, artifact: str | Path, manifest: Manifest | None = None, *,
-                 threads: int | None = None, device: str = "cpu") -> None:
-        super().__init__(artifact, manifest)
+                 threads: int | None = None, device: str = "cpu",
+                 on_nonfinite: str = "raise") -> None:
+        super().__init__(artifact, manifest, on_nonfinite=on_nonfinite)
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -49,6 +50,7 @@ class OnnxRuntimeSession(StreamingSession):
         self._input_dtype = np.dtype(self.manifest.input.get("dtype", "float32"))
         self._head_dtype = np.dtype(self.manifest.head.get("dtype", "float32"))
         self._states: dict[str, np.ndarray] = {}
+        self._pending: dict[str, np.ndarray] = {}
         self.reset()
 
     def _open(self, ort, name: str, options, providers):
@@ -89,8 +91,14 @@ class OnnxRuntimeSession(StreamingSession):
         feed = {self.manifest.input["name"]: frames.astype(self._input_dtype, copy=False),
                 **self._states}
         results = dict(zip(self._output_names, self._step.run(None, feed)))
-        self._states = {state.input: results[state.output] for state in self.manifest.states}
+        self._pending = {state.input: results[state.output] for state in self.manifest.states}
         return results[self._embeddings_output].astype(np.float32, copy=False)
+
+    def _pending_states_finite(self) -> bool:
+        return all(np.isfinite(value).all() for value in self._pending.values())
+
+    def _commit_states(self) -> None:
+        self._states = self._pending
 
     def _run_clip(self, frames: np.ndarray) -> np.ndarray:
         frames = frames.astype(self._input_dtype, copy=False)
