@@ -1,4 +1,10 @@
-"""ONNX Runtime session: CPU provider, or CUDA when onnxruntime-gpu and a GPU are present."""
+"""ONNX Runtime session: CPU provider, or CUDA when onnxruntime-gpu and a GPU are present.
+
+``memory="lean"`` trades a little speed for resident memory on small devices: no CPU
+arena (tensors are freed, not pooled), no memory-pattern planning, initializers allocated
+directly and weights not pre-packed a second time.  ``benchmarks/`` records what each
+setting costs and saves.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,21 +29,38 @@ def _providers(device: str) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
+MEMORY_MODES = ("default", "lean")
+
+
+def session_options(ort, *, threads: int | None, memory: str):
+    """ONNX Runtime session options for ``threads`` and the ``memory`` mode."""
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    if memory == "lean":
+        options.enable_cpu_mem_arena = False
+        options.enable_mem_pattern = False
+        options.add_session_config_entry("session.use_device_allocator_for_initializers", "1")
+        options.add_session_config_entry("session.disable_prepacking", "1")
+    elif memory != "default":
+        raise BackendUnavailableError(f"unknown memory mode {memory!r}; choose one of: "
+                                      f"{', '.join(MEMORY_MODES)}")
+    return options
+
+
 class OnnxRuntimeSession(StreamingSession):
     """Runs the artifact's ONNX graphs; states stay numpy arrays handed from step to step."""
 
     backend = "onnxruntime"
 
     def __init__(self, artifact: str | Path, manifest: Manifest | None = None, *,
-                 threads: int | None = None, device: str = "cpu",
+                 threads: int | None = None, device: str = "cpu", memory: str = "default",
                  on_nonfinite: str = "raise") -> None:
         super().__init__(artifact, manifest, on_nonfinite=on_nonfinite)
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
+        options = session_options(ort, threads=threads, memory=memory)
         providers = _providers(device)
         details = self.manifest.precision_details or {}
         self._disabled = details.get("onnxruntime", {}).get("disabled_optimizers", [])
