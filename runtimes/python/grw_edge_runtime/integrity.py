@@ -6,7 +6,6 @@ file is named in one line before any backend tries to parse it.
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from grw_edge_runtime.errors import ArtifactError
@@ -16,6 +15,8 @@ _CHUNK = 1 << 20
 
 
 def file_sha256(path: Path) -> str:
+    import hashlib  # loads OpenSSL (about 4 MB resident): only when hashes are checked
+
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(_CHUNK):
