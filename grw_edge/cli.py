@@ -231,6 +231,8 @@ def verify_command(artifact: str, backend: str | None, checkpoint: str | None, c
             "max|d emb|": f"{report.max_abs_embeddings:.2e}",
             "max|d logits|": f"{report.max_abs_logits:.2e}",
             "top-1 agree": f"{report.top1_agreement:.1%}",
+            "self-test": ("-" if report.self_test is None else
+                          "PASS" if report.self_test["passed"] else "FAIL"),
             "result": "FAIL" if problems else "PASS"}]))
         for path in report.skipped:
             click.echo(f"skipped unreadable video: {path}")

@@ -1,11 +1,16 @@
 """User-facing errors: each carries one line that says what is wrong and what to do.
 
-The CLI prints these without a traceback; anything else that escapes is a bug.
+The CLI prints these without a traceback; anything else that escapes is a bug.  The
+errors a device can raise live in the runtime (``grw_edge_runtime.errors``) and are the
+same classes here.
 """
-
-
-class GrwEdgeError(Exception):
-    """Base class of every error a user can cause and fix."""
+from grw_edge_runtime.errors import (
+    ArtifactError,
+    BackendUnavailableError,
+    GrwEdgeError,
+    InputShapeError,
+    NonFiniteOutputError,
+)
 
 
 class UnknownBackboneError(GrwEdgeError, ValueError):
@@ -20,14 +25,6 @@ class HubUnavailableError(GrwEdgeError):
     """The Hugging Face hub cannot be reached and the file is not in the local cache."""
 
 
-class InputShapeError(GrwEdgeError, ValueError):
-    """A tensor whose shape or dtype does not fit what the model expects."""
-
-
-class ArtifactError(GrwEdgeError):
-    """An exported artifact that is missing, damaged, or does not match its manifest."""
-
-
 class ExportError(GrwEdgeError):
     """An export that cannot be done as asked (target unavailable, bad options)."""
 
@@ -36,5 +33,6 @@ class ParityError(GrwEdgeError):
     """An exported model that disagrees with the PyTorch reference beyond DESIGN.md's bars."""
 
 
-class BackendUnavailableError(GrwEdgeError):
-    """A runtime backend whose package or device is not present on this machine."""
+__all__ = ["ArtifactError", "BackendUnavailableError", "CheckpointError", "ExportError",
+           "GrwEdgeError", "HubUnavailableError", "InputShapeError", "NonFiniteOutputError",
+           "ParityError", "UnknownBackboneError"]

@@ -1,7 +1,8 @@
-"""The evaluation transform of the upstream code, shared by the datasets and the runtimes.
+"""The evaluation transform of the upstream code, in torch for the datasets and the reference.
 
 uint8 frames -> float / 255 -> bilinear antialiased resize to (S, S) -> centre crop to R.
-No mean/std normalisation.
+No mean/std normalisation.  Sessions use the device runtime's numpy twin
+(``grw_edge_runtime.preprocess``), which the tests hold to this one.
 """
 from __future__ import annotations
 

@@ -71,12 +71,16 @@ class ParityReport:
     top1_agreement: float
     precision: str = "fp32"
     skipped: list[str] = field(default_factory=list)  # videos that could not be decoded
+    self_test: dict | None = None  # the artifact's own self-test on the same backend
 
     def failures(self) -> list[str]:
         """What exceeds the bars for this artifact's precision (empty when it passes)."""
-        return precision_failures(self.precision, top1_agreement=self.top1_agreement,
-                                  max_abs_logits=self.max_abs_logits,
-                                  max_abs_embeddings=self.max_abs_embeddings)
+        problems = precision_failures(self.precision, top1_agreement=self.top1_agreement,
+                                      max_abs_logits=self.max_abs_logits,
+                                      max_abs_embeddings=self.max_abs_embeddings)
+        if self.self_test and not self.self_test["passed"]:
+            problems.append(f"self-test: {'; '.join(self.self_test['problems'])}")
+        return problems
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -175,7 +179,11 @@ def verify_artifact(artifact: str | Path, *, backend: str | None = None,
                     checkpoint: str | Path | None = None, clips: int = 3,
                     frames: int | None = None, seed: int = 0, threads: int | None = None,
                     videos: str | Path | None = None) -> ParityReport:
-    """Parity of an artifact, run with ``backend``, against its PyTorch reference."""
-    session = open_session(artifact, backend, threads=threads)
-    return measure_parity(reference_model(artifact, checkpoint), session, clips=clips,
-                          frames=frames, seed=seed, videos=videos)
+    """Parity of an artifact, run with ``backend``, against its PyTorch reference, after
+    checking every file's sha256; then the artifact's own self-test on the same session."""
+    session = open_session(artifact, backend, threads=threads, verify=True)
+    report = measure_parity(reference_model(artifact, checkpoint), session, clips=clips,
+                            frames=frames, seed=seed, videos=videos)
+    if session.manifest.selftest:
+        report.self_test = session.self_test(hashes=False).to_dict()
+    return report

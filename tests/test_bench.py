@@ -28,7 +28,7 @@ def test_a0s_at_the_paper_setting_matches_upstream_fvcore():
 
 @pytest.fixture(scope="module")
 def results():
-    return run_bench(["movineta0s"], ["torch", "onnxruntime", "tensorrt", "coreml"],
+    return run_bench(["movineta0s"], ["torch", "onnxruntime", "runtime", "tensorrt", "coreml"],
                      threads=1, repeats=5, resolution=32)
 
 
@@ -37,11 +37,14 @@ def test_results_schema_and_skipped_backends(results):
     entry = results["backbones"]["movineta0s"]
     assert entry["resolution"] == 32 and entry["frames"] == 50 and not entry["paper_setting"]
     assert entry["state_tensors"] == 27 and entry["state_bytes"] > 0
-    for backend in ("torch", "onnxruntime"):
+    for backend in ("torch", "onnxruntime", "runtime"):
         result = entry["backends"][backend]
         assert result["status"] == "ok", result
         assert result["step"]["median_ms"] > 0 and result["clip"]["median_ms"] > 0
+        assert result["raw_step"]["median_ms"] > 0 and result["import_open_s"] > 0
         assert result["peak_rss_mb"] > 0 and result["threads"] == 1
+    assert entry["backends"]["runtime"]["modules"] == []  # neither torch nor the toolkit
+    assert "torch" in entry["backends"]["onnxruntime"]["modules"]
     for backend in ("tensorrt", "coreml"):
         skipped = entry["backends"][backend]
         assert skipped["status"] == "skipped" and skipped["reason"]

@@ -77,6 +77,12 @@ def test_fp16_stateful_package_keeps_states_inside(model, tmp_path):
     assert manifest["step"]["stateful"] and manifest["precision"] == "fp16"
     assert {s["dtype"] for s in manifest["states"]} == {"float16"}
     assert step.specificationVersion >= 9  # iOS 18
+    selftest = manifest["selftest"]
+    assert selftest["frames"]["shape"] == [8, 240, 320, 3]
+    assert set(manifest["files"]) >= {"selftest.bin", "step.mlpackage/Manifest.json"}
+    if not ON_MAC:  # Core ML cannot run here: fp16 tolerance from the reference in float16
+        assert "float16" in selftest["measured_at_export"]["on"]
+        assert selftest["tolerance"]["logits"] >= 4 * selftest["measured_at_export"]["logits"]
 
 
 def test_refusals_are_clear(model, tmp_path):

@@ -11,6 +11,7 @@ from grw_edge import tolerances
 from grw_edge.errors import ParityError
 from grw_edge.exporters import export
 from grw_edge.exporters.precision import convert_to_fp16
+from grw_edge.exporters.selftest import SELFTEST_MARGIN
 from grw_edge.exporters.tensorrt import tensorrt_problems
 from grw_edge.verify import precision_failures, verify_artifact
 from tests.conftest import small_random_model
@@ -52,6 +53,8 @@ def test_fp16_artifact_computes_in_half_with_float32_io(model, tmp_path):
     assert 0 < parity["max_abs_embeddings"] < 1e-2  # half precision is not bit-exact
     report = verify_artifact(path, clips=2, frames=6)
     assert report.precision == "fp16" and report.failures() == []
+    assert report.self_test["passed"]  # verify runs the artifact's self-test too
+    assert_self_test_tolerance_from_measurement(manifest)
 
 
 def test_fp16_io_puts_half_precision_at_the_graph_boundary(model, tmp_path):
@@ -68,6 +71,7 @@ def test_fp16_io_puts_half_precision_at_the_graph_boundary(model, tmp_path):
     assert embeddings.dtype == np.float32 and session.classify().dtype == np.float32
     torch_session = runtimes.open(path, "torch")  # the reference ignores the artifact's dtypes
     assert np.abs(torch_session.push(np.zeros((60, 80, 3), np.uint8)) - embeddings).max() < 1e-2
+    assert session.self_test().passed
 
 
 def test_int8_artifact_is_qdq_calibrated_on_videos_and_tensorrt_ready(model, videos, tmp_path,
@@ -91,6 +95,19 @@ def test_int8_artifact_is_qdq_calibrated_on_videos_and_tensorrt_ready(model, vid
     assert "agreement" in parity["problems"][0] and "int8" in parity["problems"][0]
     report = verify_artifact(path, videos=videos, frames=6)
     assert report.precision == "int8" and report.clips == 12
+    assert report.self_test["passed"], report.self_test
+    assert_self_test_tolerance_from_measurement(manifest)
+
+
+def assert_self_test_tolerance_from_measurement(manifest):
+    """Reduced precision: the self-test tolerates the difference measured at export, with
+    the margin, and never less than the float32 bars."""
+    selftest = manifest["selftest"]
+    measured, tolerance = selftest["measured_at_export"], selftest["tolerance"]
+    assert measured["on"] == "onnxruntime"
+    for name, bar in (("embeddings", 1e-4), ("logits", 1e-3)):
+        assert tolerance[name] >= max(bar, SELFTEST_MARGIN * measured[name])
+        assert tolerance[name] <= max(bar, 1.1 * SELFTEST_MARGIN * measured[name])
 
 
 def test_a_reduced_precision_artifact_below_the_bar_is_refused(model, tmp_path, monkeypatch):

@@ -2,8 +2,11 @@
 JSON, Markdown and plots.
 
 Weights are random (cost does not depend on them).  Each backend is timed in a process of
-its own (``benchmarks.worker``) so that its peak memory is its own; a backend whose package
-or device is missing is reported as skipped, with the reason.
+its own so that its peak memory and import time are its own: the toolkit's backends through
+``grw_edge.runtimes`` (torch imported, as before), and ``runtime`` / ``runtime-lean``, the
+device runtime alone with onnxruntime (default or lean allocator settings), as an app on a
+device runs it.  A backend whose package or device is missing is reported as skipped, with
+the reason.
 """
 from __future__ import annotations
 
@@ -26,7 +29,9 @@ from grw_edge.models import create_model, randomize_
 from grw_edge.registry import get_backbone
 
 SCHEMA_VERSION = 1
-BACKENDS = ("torch", "onnxruntime", "tensorrt", "coreml")
+# the device runtime alone (grw_edge_runtime with onnxruntime): bench name -> memory mode
+RUNTIME_BACKENDS = {"runtime": "default", "runtime-lean": "lean"}
+BACKENDS = ("torch", "onnxruntime", *RUNTIME_BACKENDS, "tensorrt", "coreml")
 # Top-1 on Kinetics-600 reported by the paper for the GRW models (Table 1).
 PAPER_TOP1 = {"movineta0s": 78.4, "movineta1s": 81.9, "movineta2s": 83.3, "movineta3b": 85.6}
 # The paper's other models (Table 1): name -> (top-1, GFLOPs), for the accuracy plot.
@@ -52,21 +57,32 @@ def backend_unavailable(backend: str) -> str | None:
         if sys.platform != "darwin":
             return "Core ML runs only on macOS"
         return "no Core ML runtime session in this version of grw-edge yet"
-    if backend not in ("torch", "onnxruntime"):
+    if backend not in ("torch", "onnxruntime", *RUNTIME_BACKENDS):
         return f"unknown backend; choose from {', '.join(BACKENDS)}"
     return None
 
 
+def worker_command(artifact: Path, backend: str, *, threads: int, repeats: int) -> list[str]:
+    """The command that times ``backend``, its clock started before its first import."""
+    if backend in RUNTIME_BACKENDS:
+        module = "grw_edge_runtime.bench"
+        chosen = ["--backend", "onnxruntime", "--ort-memory", RUNTIME_BACKENDS[backend]]
+    else:
+        module, chosen = "grw_edge.benchmarks.worker", ["--backend", backend]
+    boot = f"import time; t0 = time.perf_counter(); from {module} import main; main(t0)"
+    return [sys.executable, "-c", boot, str(artifact), *chosen, "--threads", str(threads),
+            "--repeats", str(repeats)]
+
+
 def run_worker(artifact: Path, backend: str, *, threads: int, repeats: int) -> dict:
     """Time one backend in a fresh process; returns its JSON result."""
-    command = [sys.executable, "-m", "grw_edge.benchmarks.worker", str(artifact), backend,
-               "--threads", str(threads), "--repeats", str(repeats)]
+    command = worker_command(artifact, backend, threads=threads, repeats=repeats)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if done.returncode:
         lines = done.stderr.strip().splitlines()
         return {"backend": backend, "status": "failed", "reason": lines[-1] if lines else ""}
-    return {**json.loads(done.stdout), "status": "ok"}
+    return {**json.loads(done.stdout), "backend": backend, "status": "ok"}
 
 
 def run_bench(backbones: list[str], backends: list[str], *, threads: int = 1,
@@ -149,17 +165,22 @@ def latency_rows(results: dict) -> list[dict[str, str]]:
         for backend, result in entry["backends"].items():
             if result["status"] != "ok":
                 rows.append({"backbone": name, "backend": backend, "step ms": "-",
-                             "p90 ms": "-", "head ms": "-", "clip ms": "-", "peak RSS": "-",
+                             "p90 ms": "-", "raw ms": "-", "head ms": "-", "clip ms": "-",
+                             "import+open": "-", "peak RSS": "-", "streaming peak": "-",
                              "note": f"{result['status']}: {result.get('reason', '')}"})
                 continue
-            step = result.get("step")
+            step, raw = result.get("step"), result.get("raw_step")
+            opened = result.get("import_open_s")
             rows.append({
                 "backbone": name, "backend": backend,
                 "step ms": f"{step['median_ms']:.2f}" if step else "-",
                 "p90 ms": f"{step['p90_ms']:.2f}" if step else "-",
+                "raw ms": f"{raw['median_ms']:.2f}" if raw else "-",
                 "head ms": f"{result['head']['median_ms']:.2f}",
                 "clip ms": f"{result['clip']['median_ms']:.1f}",
+                "import+open": f"{opened:.2f} s" if opened is not None else "-",
                 "peak RSS": f"{result['peak_rss_mb']:.0f} MB (+{result['session_rss_mb']:.0f})",
+                "streaming peak": f"{result['stream_peak_rss_mb']:.0f} MB",
                 "note": f"state {entry['state_bytes'] / 2**20:.2f} MiB in "
                         f"{entry['state_tensors']} tensors; artifact "
                         f"{entry['artifact_bytes'] / 2**20:.1f} MiB"})
@@ -173,9 +194,13 @@ def report_text(results: dict, *, markdown: bool = False) -> str:
               f"medians of {results['repeats']} runs after warm-up")
     parts = [header, "", "FLOPs (fvcore, 1 multiply-add = 1 FLOP):",
              format_table(flops_rows(results), markdown=markdown), "",
-             "Latency and memory (streaming step per frame; head over the clip's embeddings; "
-             "whole clip streamed or, for clip-mode models, in one call; peak resident memory "
-             "of the process, and in brackets what the session added to the libraries):",
+             "Latency and memory (streaming step per frame, preprocessed; raw: the same with "
+             "a raw uint8 240x320 frame, numpy preprocessing included; head over the clip's "
+             "embeddings; whole clip streamed or, for clip-mode models, in one call; import "
+             "+ open: from the first import to an open session; peak resident memory of the "
+             "process, and in brackets what the session added to the libraries; streaming "
+             "peak: the peak before the whole-clip test, what a streaming app holds; runtime: "
+             "grw_edge_runtime alone with onnxruntime, no torch):",
              format_table(latency_rows(results), markdown=markdown)]
     return "\n".join(parts)
 

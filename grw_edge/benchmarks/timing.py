@@ -1,35 +1,4 @@
-"""Wall-clock timing done the way benchmarks should be: warm-up, repeats, medians."""
-from __future__ import annotations
+"""Wall-clock timing (warm-up, repeats, medians): the device runtime's, shared."""
+from grw_edge_runtime.timing import Timing, time_calls
 
-import statistics
-import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
-
-
-@dataclass(frozen=True)
-class Timing:
-    """Latency of one call over ``repeats`` runs after ``warmup`` discarded ones."""
-
-    median_ms: float
-    p90_ms: float
-    min_ms: float
-    repeats: int
-    warmup: int
-
-    def to_dict(self) -> dict[str, float]:
-        return asdict(self)
-
-
-def time_calls(call: Callable[[], object], *, repeats: int = 50, warmup: int = 10) -> Timing:
-    """Time ``call`` ``repeats`` times after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        call()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        samples.append((time.perf_counter() - start) * 1e3)
-    samples.sort()
-    p90 = samples[min(len(samples) - 1, round(0.9 * (len(samples) - 1)))]
-    return Timing(statistics.median(samples), p90, samples[0], repeats, warmup)
+__all__ = ["Timing", "time_calls"]

@@ -18,6 +18,7 @@ from grw_edge.labels import class_names
 from grw_edge.manifest import Manifest, StateEntry
 from grw_edge.models.classifier import GrwVideoClassifier
 from grw_edge.streaming import StateSpec
+from grw_edge_runtime.integrity import record_files
 
 LABELS_FILE = "labels.txt"
 REFERENCE_FILE = "reference.safetensors"
@@ -143,6 +144,13 @@ def artifact_directory(out: str | Path, *, overwrite: bool) -> Iterator[Path]:
             staging.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def seal(directory: Path, manifest: Manifest) -> None:
+    """Record every file's size and sha256 in the manifest and write it: the last step of
+    an export (and of anything that adds files to an artifact)."""
+    manifest.files = record_files(directory)
+    manifest.write(directory)
 
 
 def measured_parity(model: GrwVideoClassifier, session, options: ExportOptions) -> dict:

@@ -34,8 +34,10 @@ from grw_edge.exporters.artifact import (
     artifact_directory,
     base_manifest,
     measured_parity,
+    seal,
     write_common_files,
 )
+from grw_edge.exporters.selftest import write_selftest
 from grw_edge.manifest import Manifest, StateEntry
 from grw_edge.models.classifier import GrwVideoClassifier, MoViNetBackbone
 from grw_edge.models.fusion import fold_for_inference
@@ -85,7 +87,7 @@ def export(model: GrwVideoClassifier, out: str | Path, options: ExportOptions, *
     _check_options(options, minimum_deployment_target, stateful)
     ct = _coremltools()
     model = model.eval()
-    stages = Stages(["step", "head", "parity"], desc="export")
+    stages = Stages(["step", "head", "parity", "self-test"], desc="export")
     try:
         with artifact_directory(out, overwrite=options.overwrite) as staging:
             stages.start("Core ML step")
@@ -96,7 +98,12 @@ def export(model: GrwVideoClassifier, out: str | Path, options: ExportOptions, *
             manifest.write(staging)
             stages.start("parity")
             manifest.parity = check_parity(model, staging, manifest, options)
-            manifest.write(staging)
+            stages.done()
+            stages.start("self-test")
+            write_selftest(model, staging, manifest, seed=options.seed,
+                           allow_degraded=options.allow_degraded,
+                           session=coreml_session(staging, manifest))
+            seal(staging, manifest)
             stages.done()
     finally:
         stages.close()
@@ -293,12 +300,20 @@ def describe(package, manifest: Manifest, role: str) -> None:
                 collection[name] = text
 
 
+def coreml_session(directory: Path, manifest: Manifest):
+    """A factory of Core ML sessions on the written packages, or None off macOS."""
+    if platform.system() != "Darwin":
+        return None
+    from grw_edge_runtime.coreml import CoreMLSession
+
+    return lambda: CoreMLSession(directory, manifest)
+
+
 def check_parity(model: GrwVideoClassifier, directory: Path, manifest: Manifest,
                  options: ExportOptions) -> dict:
     """On macOS, measure the packages against the reference; elsewhere record why not."""
-    if platform.system() != "Darwin":
+    session = coreml_session(directory, manifest)
+    if session is None:
         return {"measured": False, "reason": "Core ML runs models only on macOS; run "
                 "grw-edge verify on a Mac"}
-    from grw_edge.runtimes.coreml import CoreMLSession
-
-    return measured_parity(model, CoreMLSession(directory, manifest), options)
+    return measured_parity(model, session(), options)

@@ -31,10 +31,12 @@ from grw_edge.exporters.artifact import (
     artifact_directory,
     base_manifest,
     measured_parity,
+    seal,
     state_entry,
     write_common_files,
 )
 from grw_edge.exporters.precision import convert_to_fp16, quantize_to_int8, step_feeds
+from grw_edge.exporters.selftest import write_selftest
 from grw_edge.manifest import Manifest
 from grw_edge.models.classifier import GrwVideoClassifier
 from grw_edge.models.fusion import fold_for_inference
@@ -48,6 +50,7 @@ from grw_edge.streaming import (
     window_spec,
 )
 from grw_edge.verify import random_clips, video_clips
+from grw_edge_runtime.onnxruntime import OnnxRuntimeSession
 
 TARGET = "onnx"
 DEFAULT_OPSET = 18
@@ -79,7 +82,7 @@ def write_artifact(model: GrwVideoClassifier, out: str | Path, options: ExportOp
     reduced = options.precision != "fp32"
     stages = Stages(["graphs", *([options.precision] if reduced else []),
                      *(["mobile"] if mobile else []), "parity",
-                     *(["finish"] if finish else [])], desc="export")
+                     *(["finish"] if finish else []), "self-test"], desc="export")
     try:
         with artifact_directory(out, overwrite=options.overwrite) as staging:
             stages.start("ONNX graphs")
@@ -104,6 +107,12 @@ def write_artifact(model: GrwVideoClassifier, out: str | Path, options: ExportOp
                 finish(staging, manifest)
                 manifest.write(staging)
                 stages.done()
+            stages.start("self-test")
+            write_selftest(model, staging, manifest, seed=options.seed,
+                           allow_degraded=options.allow_degraded,
+                           session=lambda: OnnxRuntimeSession(staging, manifest))
+            seal(staging, manifest)
+            stages.done()
     finally:
         stages.close()
     return Path(out)
@@ -284,6 +293,4 @@ def write_mobile_format(directory: Path, manifest: Manifest) -> dict:
 def check_parity(model: GrwVideoClassifier, directory: Path, manifest: Manifest,
                  options: ExportOptions) -> dict:
     """Run the written graphs with ONNX Runtime against the reference (see measured_parity)."""
-    from grw_edge.runtimes.onnxruntime import OnnxRuntimeSession
-
     return measured_parity(model, OnnxRuntimeSession(directory, manifest), options)

@@ -23,6 +23,7 @@ from grw_edge.exporters.artifact import ExportOptions
 from grw_edge.exporters.onnx import DEFAULT_OPSET, write_artifact
 from grw_edge.manifest import MANIFEST_NAME, Manifest, read_manifest
 from grw_edge.models.classifier import GrwVideoClassifier
+from grw_edge_runtime.integrity import record_files
 
 TARGET = "tensorrt"
 DEFAULT_WORKSPACE_GIB = 2.0
@@ -246,6 +247,7 @@ def build_engine_in_artifact(artifact: str | Path, *,
     if reason is not None:
         raise BackendUnavailableError(f"cannot build a TensorRT engine here: {reason}")
     manifest.engine = build_engines(directory, manifest, workspace_gib=workspace_gib)
+    manifest.files = record_files(directory)  # the engines and the timing cache are new files
     _write_atomic(directory / MANIFEST_NAME,
                   (json.dumps(manifest.to_dict(), indent=2) + "\n").encode())
     return manifest

@@ -8,10 +8,9 @@ import torch
 
 from grw_edge.checkpoints import load_checkpoint
 from grw_edge.errors import ArtifactError
-from grw_edge.manifest import Manifest
 from grw_edge.models.classifier import GrwVideoClassifier
-from grw_edge.runtimes.base import StreamingSession
 from grw_edge.streaming import initial_states
+from grw_edge_runtime import Manifest, StreamingSession
 
 
 class TorchSession(StreamingSession):
@@ -21,8 +20,8 @@ class TorchSession(StreamingSession):
 
     def __init__(self, artifact: str | Path, manifest: Manifest | None = None, *,
                  threads: int | None = None, device: str = "cpu",
-                 model: GrwVideoClassifier | None = None) -> None:
-        super().__init__(artifact, manifest)
+                 model: GrwVideoClassifier | None = None, on_nonfinite: str = "raise") -> None:
+        super().__init__(artifact, manifest, on_nonfinite=on_nonfinite)
         if model is None:
             reference = (self.manifest.reference or {}).get("file")
             if not reference or not (self.artifact / reference).is_file():
@@ -35,6 +34,7 @@ class TorchSession(StreamingSession):
         self.device = torch.device(device)
         self.model = model.eval().to(self.device)
         self._states: dict[str, torch.Tensor] = {}
+        self._pending: dict[str, torch.Tensor] = {}
         self.reset()
 
     @classmethod
@@ -60,9 +60,15 @@ class TorchSession(StreamingSession):
 
     @torch.no_grad()
     def _run_step(self, frames: np.ndarray) -> np.ndarray:
-        embeddings, self._states = self.model.video_backbone.step(
+        embeddings, self._pending = self.model.video_backbone.step(
             torch.from_numpy(frames).to(self.device), self._states)
         return embeddings.cpu().numpy()
+
+    def _pending_states_finite(self) -> bool:
+        return all(bool(torch.isfinite(value).all()) for value in self._pending.values())
+
+    def _commit_states(self) -> None:
+        self._states = self._pending
 
     @torch.no_grad()
     def _run_clip(self, frames: np.ndarray) -> np.ndarray:

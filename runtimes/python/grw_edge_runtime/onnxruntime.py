@@ -1,13 +1,19 @@
-"""ONNX Runtime session: CPU provider, or CUDA when onnxruntime-gpu and a GPU are present."""
+"""ONNX Runtime session: CPU provider, or CUDA when onnxruntime-gpu and a GPU are present.
+
+``memory="lean"`` turns off onnxruntime's memory pooling and planning: no CPU arena
+(tensors are freed, not pooled), no memory patterns, initializers allocated directly and
+weights not pre-packed a second time.  On the development VM it saved no resident memory
+and ran slower (``benchmarks/README.md``); it is kept for devices to measure.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-from grw_edge.errors import ArtifactError, BackendUnavailableError
-from grw_edge.manifest import Manifest
-from grw_edge.runtimes.base import StreamingSession
+from grw_edge_runtime.errors import ArtifactError, BackendUnavailableError
+from grw_edge_runtime.manifest import Manifest
+from grw_edge_runtime.session import StreamingSession
 
 
 def _providers(device: str) -> list[str]:
@@ -23,32 +29,56 @@ def _providers(device: str) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
+MEMORY_MODES = ("default", "lean")
+
+
+def session_options(ort, *, threads: int | None, memory: str):
+    """ONNX Runtime session options for ``threads`` and the ``memory`` mode."""
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    if memory == "lean":
+        options.enable_cpu_mem_arena = False
+        options.enable_mem_pattern = False
+        options.add_session_config_entry("session.use_device_allocator_for_initializers", "1")
+        options.add_session_config_entry("session.disable_prepacking", "1")
+    elif memory != "default":
+        raise BackendUnavailableError(f"unknown memory mode {memory!r}; choose one of: "
+                                      f"{', '.join(MEMORY_MODES)}")
+    return options
+
+
 class OnnxRuntimeSession(StreamingSession):
-    """Runs the artifact's ONNX graphs; states stay numpy arrays handed from step to step."""
+    """Runs the artifact's ONNX graphs.
+
+    Streaming keeps two preallocated sets of state buffers bound to the step (I/O binding):
+    a step reads one set and writes the other, and the roles swap once its results are
+    found finite, so no state is allocated or copied per frame (about 4 MB less resident
+    for A0S than handing new arrays from step to step).
+    """
 
     backend = "onnxruntime"
 
     def __init__(self, artifact: str | Path, manifest: Manifest | None = None, *,
-                 threads: int | None = None, device: str = "cpu") -> None:
-        super().__init__(artifact, manifest)
+                 threads: int | None = None, device: str = "cpu", memory: str = "default",
+                 on_nonfinite: str = "raise") -> None:
+        super().__init__(artifact, manifest, on_nonfinite=on_nonfinite)
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
+        options = session_options(ort, threads=threads, memory=memory)
         providers = _providers(device)
         details = self.manifest.precision_details or {}
         self._disabled = details.get("onnxruntime", {}).get("disabled_optimizers", [])
         self._step = self._open(ort, self.manifest.step["file"], options, providers)
         self._head = self._open(ort, self.manifest.head["file"], options, providers)
         self._check_graph_io()
-        self._output_names = [output.name for output in self._step.get_outputs()]
         self._embeddings_output = self.manifest.step["outputs"]["embeddings"]
         # --fp16-io artifacts take and return float16; the session API stays float32
         self._input_dtype = np.dtype(self.manifest.input.get("dtype", "float32"))
         self._head_dtype = np.dtype(self.manifest.head.get("dtype", "float32"))
-        self._states: dict[str, np.ndarray] = {}
+        if self.streaming:
+            self._bindings = self._bind_step(ort)
         self.reset()
 
     def _open(self, ort, name: str, options, providers):
@@ -81,16 +111,42 @@ class OnnxRuntimeSession(StreamingSession):
                 raise ArtifactError(f"state {state.name!r}: the manifest says shape "
                                     f"{state.shape}, the graph {inputs[state.input]}")
 
+    def _bind_step(self, ort) -> list:
+        """Two I/O bindings of the step: state set 0 -> 1 and 1 -> 0, same frame buffer."""
+        states = self.manifest.states
+        self._frame = np.zeros(self.manifest.input["shape"], self._input_dtype)
+        shape = [self._batch, self._step_frames, self.manifest.embed_dim]
+        self._step_embeddings = np.zeros(shape, self.manifest.step.get("dtype", "float32"))
+        self._sets = [{s.input: np.zeros(s.shape, s.dtype) for s in states} for _ in range(2)]
+        self._current = 0
+        bindings = []
+        for source, target in ((0, 1), (1, 0)):
+            binding = self._step.io_binding()
+            for name, array in ((self.manifest.input["name"], self._frame),
+                                *((s.input, self._sets[source][s.input]) for s in states)):
+                binding.bind_input(name, "cpu", 0, array.dtype.type, list(array.shape),
+                                   array.ctypes.data)
+            for name, array in ((self._embeddings_output, self._step_embeddings),
+                                *((s.output, self._sets[target][s.input]) for s in states)):
+                binding.bind_output(name, "cpu", 0, array.dtype.type, list(array.shape),
+                                    array.ctypes.data)
+            bindings.append(binding)
+        return bindings
+
     def _reset_states(self) -> None:
-        self._states = {state.input: np.full(state.shape, state.init, dtype=state.dtype)
-                        for state in self.manifest.states}
+        for state in self.manifest.states:
+            self._sets[self._current][state.input].fill(state.init)
 
     def _run_step(self, frames: np.ndarray) -> np.ndarray:
-        feed = {self.manifest.input["name"]: frames.astype(self._input_dtype, copy=False),
-                **self._states}
-        results = dict(zip(self._output_names, self._step.run(None, feed)))
-        self._states = {state.input: results[state.output] for state in self.manifest.states}
-        return results[self._embeddings_output].astype(np.float32, copy=False)
+        np.copyto(self._frame, frames, casting="same_kind")
+        self._step.run_with_iobinding(self._bindings[self._current])
+        return self._step_embeddings.astype(np.float32)  # a copy: the buffer is reused
+
+    def _pending_states_finite(self) -> bool:
+        return all(np.isfinite(value).all() for value in self._sets[1 - self._current].values())
+
+    def _commit_states(self) -> None:
+        self._current = 1 - self._current
 
     def _run_clip(self, frames: np.ndarray) -> np.ndarray:
         frames = frames.astype(self._input_dtype, copy=False)

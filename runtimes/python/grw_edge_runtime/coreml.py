@@ -2,7 +2,8 @@
 
 Explicit-state packages get the states as inputs and return the next ones, which the
 session hands back on the next step; stateful packages (iOS 18 / macOS 15) keep them in a
-Core ML state object that ``reset()`` replaces.
+Core ML state object that ``reset()`` replaces.  That object is updated in place and
+cannot be rolled back, so a non-finite step of a stateful package resets the states.
 """
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from grw_edge.errors import BackendUnavailableError
-from grw_edge.manifest import Manifest
-from grw_edge.runtimes.base import StreamingSession
+from grw_edge_runtime.errors import BackendUnavailableError
+from grw_edge_runtime.manifest import Manifest
+from grw_edge_runtime.session import StreamingSession
 
 COMPUTE_UNITS = ("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE")
 
@@ -24,8 +25,9 @@ class CoreMLSession(StreamingSession):
     backend = "coreml"
 
     def __init__(self, artifact: str | Path, manifest: Manifest | None = None, *,
-                 threads: int | None = None, device: str = "ALL") -> None:
-        super().__init__(artifact, manifest)
+                 threads: int | None = None, device: str = "ALL",
+                 on_nonfinite: str = "raise") -> None:
+        super().__init__(artifact, manifest, on_nonfinite=on_nonfinite)
         if platform.system() != "Darwin":
             raise BackendUnavailableError(
                 "Core ML models run only on macOS; on this machine verify the ONNX artifact, "
@@ -45,6 +47,7 @@ class CoreMLSession(StreamingSession):
                                        compute_units=units)
         self._stateful = bool(self.manifest.step.get("stateful"))
         self._states: dict[str, np.ndarray] = {}
+        self._pending: dict[str, np.ndarray] = {}
         self._state = None
         self.reset()
 
@@ -61,9 +64,23 @@ class CoreMLSession(StreamingSession):
             results = self._step.predict(feed, state=self._state)
         else:
             results = self._step.predict({**feed, **self._states})
-            self._states = {s.input: np.asarray(results[s.output], dtype=np.float32)
-                            for s in self.manifest.states}
+            self._pending = {s.input: np.asarray(results[s.output], dtype=np.float32)
+                             for s in self.manifest.states}
         return np.asarray(results[self.manifest.step["outputs"]["embeddings"]], np.float32)
+
+    def _pending_states_finite(self) -> bool:
+        if self._stateful:  # the states are not readable; the embeddings stand for them
+            return True
+        return all(np.isfinite(value).all() for value in self._pending.values())
+
+    def _commit_states(self) -> None:
+        if not self._stateful:
+            self._states = self._pending
+
+    def _nonfinite(self, what: str) -> None:
+        if self._stateful:  # updated in place already: the old states are gone
+            self._reset_states()
+        super()._nonfinite(what)
 
     def _run_clip(self, frames: np.ndarray) -> np.ndarray:
         results = self._step.predict({self.manifest.input["name"]: frames})

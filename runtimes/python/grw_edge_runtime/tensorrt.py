@@ -4,7 +4,10 @@ States live in device memory for the whole stream: each state has two buffers, t
 reads one and writes the other, and the roles swap after every step, so no state crosses
 to the host between frames.  Only the frame goes in and its embedding comes out.  All work
 is queued on PyTorch's current CUDA stream, so copies and engine runs are ordered without
-extra synchronisation; reading the embedding back is the one wait per frame.
+extra synchronisation; reading the embedding back is the one wait per frame.  The device
+buffers are PyTorch CUDA tensors, so this backend (and only this one) imports torch: the
+``tensorrt`` extra installs it.  A step with non-finite results does not swap the roles,
+so the states it read stay current.
 """
 from __future__ import annotations
 
@@ -12,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from grw_edge.errors import ArtifactError, BackendUnavailableError
-from grw_edge.manifest import Manifest
-from grw_edge.runtimes.base import StreamingSession
+from grw_edge_runtime.errors import ArtifactError, BackendUnavailableError
+from grw_edge_runtime.manifest import Manifest
+from grw_edge_runtime.session import StreamingSession
 
 
 class TensorRTSession(StreamingSession):
@@ -23,8 +26,9 @@ class TensorRTSession(StreamingSession):
     backend = "tensorrt"
 
     def __init__(self, artifact: str | Path, manifest: Manifest | None = None, *,
-                 threads: int | None = None, device: str = "cuda") -> None:
-        super().__init__(artifact, manifest)
+                 threads: int | None = None, device: str = "cuda",
+                 on_nonfinite: str = "raise") -> None:
+        super().__init__(artifact, manifest, on_nonfinite=on_nonfinite)
         engine = self.manifest.engine or {}
         if not engine.get("built"):
             reason = engine.get("reason", "not a TensorRT artifact")
@@ -37,7 +41,7 @@ class TensorRTSession(StreamingSession):
             import torch
         except ImportError as error:
             raise BackendUnavailableError(f"the tensorrt backend needs {error.name}; "
-                                          f"pip install 'grw-edge[tensorrt]'") from None
+                                          f"pip install 'grw-edge-runtime[tensorrt]'") from None
         if not torch.cuda.is_available():
             raise BackendUnavailableError("the tensorrt backend needs an NVIDIA GPU; none is "
                                           "visible here")
@@ -54,7 +58,8 @@ class TensorRTSession(StreamingSession):
         if self.streaming:
             self._current = {s.input: self._empty(s.shape, s.input) for s in self.manifest.states}
             self._next = {s.input: self._empty(s.shape, s.input) for s in self.manifest.states}
-            self._frames = self._empty(self.manifest.input["shape"], self.manifest.input["name"])
+            self._frame_input = self._empty(self.manifest.input["shape"],
+                                            self.manifest.input["name"])
             embeddings = self.manifest.step["outputs"]["embeddings"]
             self._embeddings = self._empty(list(self._step[0].get_tensor_shape(embeddings)),
                                            embeddings)
@@ -79,16 +84,22 @@ class TensorRTSession(StreamingSession):
 
     def _run_step(self, frames: np.ndarray) -> np.ndarray:
         _, context = self._step
-        self._frames.copy_(self._torch.from_numpy(frames))
-        context.set_tensor_address(self.manifest.input["name"], self._frames.data_ptr())
+        self._frame_input.copy_(self._torch.from_numpy(frames))
+        context.set_tensor_address(self.manifest.input["name"], self._frame_input.data_ptr())
         context.set_tensor_address(self.manifest.step["outputs"]["embeddings"],
                                    self._embeddings.data_ptr())
         for state in self.manifest.states:
             context.set_tensor_address(state.input, self._current[state.input].data_ptr())
             context.set_tensor_address(state.output, self._next[state.input].data_ptr())
         self._execute(context)
-        self._current, self._next = self._next, self._current
         return self._embeddings.float().cpu().numpy()
+
+    def _pending_states_finite(self) -> bool:
+        finite = [self._torch.isfinite(state).all() for state in self._next.values()]
+        return bool(self._torch.stack(finite).all()) if finite else True
+
+    def _commit_states(self) -> None:
+        self._current, self._next = self._next, self._current
 
     def _run_clip(self, frames: np.ndarray) -> np.ndarray:
         name = self.manifest.input["name"]
