@@ -154,9 +154,11 @@ class Trainer:
                 self.step += 1
                 clips += len(batch["label"]) * self.world
                 bar.update(1)
-                bar.set_postfix(loss=f"{parts['loss']:.3f}")
                 if self.step % cfg.log_every == 0 or self.step == last:
-                    self._log({**parts, "clips_per_s": clips / (time.perf_counter() - started)})
+                    record = _floats(parts)  # the one wait for the GPU per logged step
+                    bar.set_postfix(loss=f"{record['loss']:.3f}")
+                    self._log({**record, "lr": self.scheduler.get_last_lr()[0],
+                               "clips_per_s": clips / (time.perf_counter() - started)})
                 if self.step % cfg.checkpoint_every == 0 or self.step == last:
                     self.save()
                 if self.step >= last:
@@ -171,13 +173,11 @@ class Trainer:
                 if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                     module.eval()
 
-    def _train_step(self, batch: dict) -> dict[str, float]:
+    def _train_step(self, batch: dict) -> dict[str, torch.Tensor]:
+        """One optimizer step; returns the loss parts, accuracy and gradient norm as
+        detached device tensors (read them with ``_floats`` when logging)."""
         self._train_mode()
-        X = batch["frames"].to(self.device, non_blocking=True)
-        y = batch["label"].to(self.device, non_blocking=True)
-        with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
-                            enabled=self.autocast_dtype is not None):
-            loss, parts, logits = self.objective(self.net, X, y)
+        loss, parts = self._forward(batch)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
@@ -186,10 +186,18 @@ class Trainer:
         self.scaler.update()
         self.scheduler.step()
         self.ema.update_parameters(self.model)
-        parts["accuracy"] = float((logits.argmax(1) == y).float().mean())
-        parts["grad_norm"] = float(grad_norm)
-        parts["lr"] = self.scheduler.get_last_lr()[0]
+        parts["grad_norm"] = grad_norm.detach()
         return parts
+
+    def _forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The batch on this process's device through the objective, under autocast."""
+        X = batch["frames"].to(self.device, non_blocking=True)
+        y = batch["label"].to(self.device, non_blocking=True)
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
+                            enabled=self.autocast_dtype is not None):
+            loss, parts, logits = self.objective(self.net, X, y)
+        parts["accuracy"] = (logits.argmax(1) == y).float().mean()
+        return loss, parts
 
     # ------------------------------------------------------------------ state
 
@@ -267,6 +275,12 @@ class Trainer:
 
         return tqdm(total=last, initial=self.step, desc="train", unit="step",
                     disable=self.rank != 0 or not progress_enabled(), dynamic_ncols=True)
+
+
+def _floats(parts: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Device scalars to Python floats in one transfer."""
+    values = torch.stack([value.float() for value in parts.values()]).tolist()
+    return dict(zip(parts, values))
 
 
 def _tensorboard_writer(directory: Path):
