@@ -82,3 +82,51 @@ def test_a_training_step_runs_on_the_gpu_as_far_as_fake_tensors_go(tmp_path, mon
         assert loss.device == CUDA and all(part.device == CUDA for part in parts.values())
         del trainer, batch, loss, parts
         gc.collect()  # the model and objective form a cycle: free the fakes inside the mode
+
+
+def test_the_torch_session_streams_on_the_gpu(monkeypatch):
+    """The session's initial states and its streaming step stay on the (fake) GPU; CUDA
+    graphs cannot be captured on fake tensors, so this is the eager step."""
+    from grw_edge.runtimes.torch import TorchSession
+
+    with FakeTensorMode():
+        model = born_on_the_gpu(create_model)("movineta0s", head=HeadConfig(16, 1, 2, 32, 2)).eval()
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the session's check
+        session = TorchSession.for_model(model, resolution=32, device="cuda", cuda_graphs=False)
+        assert all(state.device == CUDA for state in session._states.values())
+        embeddings = session.step_on_device(torch.rand(1, 3, 1, 32, 32, device=CUDA))
+        assert embeddings.device == CUDA
+        assert all(state.device == CUDA for state in session._states.values())
+        del session, model, embeddings
+        gc.collect()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
+def test_the_torch_session_says_clearly_when_cuda_is_missing():
+    from grw_edge.errors import BackendUnavailableError
+    from grw_edge.runtimes.torch import resolve_device
+
+    with pytest.raises(BackendUnavailableError, match="no CUDA GPU is visible"):
+        resolve_device("cuda", None)
+    with pytest.raises(BackendUnavailableError, match="CUDA graphs need device='cuda'"):
+        resolve_device("cpu", True)
+    assert resolve_device("cpu", None) == (torch.device("cpu"), False)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_graph_steps_match_eager_steps():
+    import numpy as np
+
+    from grw_edge.runtimes.torch import TorchSession
+    from tests.conftest import small_random_model
+
+    model = small_random_model("movineta0s")
+    eager = TorchSession.for_model(model, resolution=64, device="cuda", cuda_graphs=False)
+    graphed = TorchSession.for_model(model, resolution=64, device="cuda", cuda_graphs=True)
+    frames = np.random.default_rng(0).random((8, 1, 3, 1, 64, 64), dtype=np.float32)
+    for session in (eager, graphed):
+        session.reset()
+    for frame in frames:
+        assert np.abs(eager.push(frame) - graphed.push(frame)).max() <= 1e-4
+    assert np.abs(eager.classify() - graphed.classify()).max() <= 1e-4

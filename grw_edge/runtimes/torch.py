@@ -1,28 +1,79 @@
-"""The PyTorch reference session: the artifact's reference weights, run eagerly."""
+"""The PyTorch reference session: the artifact's reference weights, run eagerly, or on a
+CUDA GPU with the streaming step replayed as one CUDA graph (batch-1 streaming is bound by
+kernel launches there, not by arithmetic)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import Tensor, nn
 
 from grw_edge.checkpoints import load_checkpoint
-from grw_edge.errors import ArtifactError
+from grw_edge.errors import ArtifactError, BackendUnavailableError
 from grw_edge.manifest import Manifest
 from grw_edge.models.classifier import GrwVideoClassifier
 from grw_edge.runtimes.base import StreamingSession
 from grw_edge.streaming import initial_states
 
+GRAPH_WARMUP_STEPS = 3  # eager steps before capture (lazy initialisation, cuDNN choices)
+
+
+def resolve_device(device: str, cuda_graphs: bool | None) -> tuple[torch.device, bool]:
+    """The session's device and whether it replays CUDA graphs (default: on CUDA)."""
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailableError(f"the torch backend was asked for device {device!r} but "
+                                      f"no CUDA GPU is visible here; use device='cpu'")
+    if cuda_graphs and resolved.type != "cuda":
+        raise BackendUnavailableError(f"CUDA graphs need device='cuda', not {device!r}")
+    return resolved, resolved.type == "cuda" if cuda_graphs is None else cuda_graphs
+
+
+class CudaGraphStep:
+    """The streaming step captured once as a CUDA graph over static buffers: a frame buffer
+    and the state tensors, which the graph updates in place, so a replay is one launch."""
+
+    def __init__(self, backbone: nn.Module, states: dict[str, Tensor], frames_shape) -> None:
+        self.backbone, self.states = backbone, states
+        self.frames = torch.zeros(frames_shape, device=next(iter(states.values())).device)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side), torch.no_grad():
+            for _ in range(GRAPH_WARMUP_STEPS):
+                self._step()
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph), torch.no_grad():
+            self.embeddings = self._step()
+
+    def _step(self) -> Tensor:
+        embeddings, states = self.backbone.step(self.frames, self.states)
+        for name, value in states.items():
+            self.states[name].copy_(value)
+        return embeddings
+
+    def __call__(self, frames: Tensor) -> Tensor:
+        self.frames.copy_(frames)
+        self.graph.replay()
+        return self.embeddings
+
 
 class TorchSession(StreamingSession):
-    """Runs the unfused PyTorch model the artifact was exported from."""
+    """Runs the unfused PyTorch model the artifact was exported from.
+
+    ``device`` is "cpu" or "cuda"; ``cuda_graphs`` (default: on CUDA) replays the
+    streaming step as a CUDA graph, with the same results as eager steps.
+    """
 
     backend = "torch"
 
     def __init__(self, artifact: str | Path, manifest: Manifest | None = None, *,
                  threads: int | None = None, device: str = "cpu",
+                 cuda_graphs: bool | None = None,
                  model: GrwVideoClassifier | None = None) -> None:
         super().__init__(artifact, manifest)
+        self.device, graphs = resolve_device(device, cuda_graphs)
         if model is None:
             reference = (self.manifest.reference or {}).get("file")
             if not reference or not (self.artifact / reference).is_file():
@@ -32,10 +83,14 @@ class TorchSession(StreamingSession):
             model = load_checkpoint(self.artifact / reference)
         if threads:
             torch.set_num_threads(threads)
-        self.device = torch.device(device)
         self.model = model.eval().to(self.device)
-        self._states: dict[str, torch.Tensor] = {}
+        self._states: dict[str, Tensor] = {}
+        self._graph: CudaGraphStep | None = None
         self.reset()
+        if graphs and self.streaming:
+            shape = (self._batch, 3, self._step_frames, self._resolution, self._resolution)
+            self._graph = CudaGraphStep(self.model.video_backbone, self._states, shape)
+            self.reset()  # the warm-up steps moved the states
 
     @classmethod
     def for_model(cls, model: GrwVideoClassifier, *, resolution: int | None = None,
@@ -56,13 +111,24 @@ class TorchSession(StreamingSession):
     def _reset_states(self) -> None:
         # the reference computes in float32 whatever the artifact's state dtype
         states = [s.float() for s in initial_states(self.manifest.states, device=self.device)]
-        self._states = {entry.name: tensor for entry, tensor in zip(self.manifest.states, states)}
+        if self._graph is None:
+            self._states = {entry.name: tensor
+                            for entry, tensor in zip(self.manifest.states, states)}
+            return
+        for entry, tensor in zip(self.manifest.states, states):  # the graph's own buffers
+            self._states[entry.name].copy_(tensor)
 
     @torch.no_grad()
+    def step_on_device(self, frames: Tensor) -> Tensor:
+        """(B, 3, t, R, R) frames on the session's device -> embeddings there; advances the
+        states without leaving the device."""
+        if self._graph is not None:
+            return self._graph(frames)
+        embeddings, self._states = self.model.video_backbone.step(frames, self._states)
+        return embeddings
+
     def _run_step(self, frames: np.ndarray) -> np.ndarray:
-        embeddings, self._states = self.model.video_backbone.step(
-            torch.from_numpy(frames).to(self.device), self._states)
-        return embeddings.cpu().numpy()
+        return self.step_on_device(torch.from_numpy(frames).to(self.device)).cpu().numpy()
 
     @torch.no_grad()
     def _run_clip(self, frames: np.ndarray) -> np.ndarray:
