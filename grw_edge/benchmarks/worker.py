@@ -15,17 +15,29 @@ from grw_edge.benchmarks.timing import time_calls
 from grw_edge.runtimes import open as open_session
 
 
-def measure(artifact: str, backend: str, *, threads: int, repeats: int, warmup: int) -> dict:
+def open_for_bench(artifact: str, backend: str, *, threads: int, device: str):
+    """The session a bench row times: ``torch-cudagraphs`` is the torch backend replaying
+    CUDA graphs, ``torch`` on CUDA its eager steps; TensorRT always runs on the GPU."""
+    if backend in ("torch", "torch-cudagraphs"):
+        return open_session(artifact, "torch", threads=threads, device=device,
+                            cuda_graphs=backend == "torch-cudagraphs")
+    if backend == "tensorrt":
+        return open_session(artifact, backend, threads=threads)
+    return open_session(artifact, backend, threads=threads, device=device)
+
+
+def measure(artifact: str, backend: str, *, threads: int, repeats: int, warmup: int,
+            device: str = "cpu") -> dict:
     """Step, head and whole-clip latency and peak memory of one backend session."""
     imported = _peak_rss_mb()  # the libraries alone
-    session = open_session(artifact, backend, threads=threads)
+    session = open_for_bench(artifact, backend, threads=threads, device=device)
     manifest = session.manifest
     rng = np.random.default_rng(0)
     side, frames = manifest.resolution, manifest.frames_per_clip
     step_frames = manifest.frames_per_step if session.streaming else 1
     frame = rng.random((manifest.batch, 3, step_frames, side, side), dtype=np.float32)
     clip = rng.random((manifest.batch, 3, frames, side, side), dtype=np.float32)
-    result: dict[str, object] = {"backend": backend, "threads": threads}
+    result: dict[str, object] = {"backend": backend, "threads": threads, "device": device}
     if session.streaming:
         step = time_calls(lambda: session.push(frame), repeats=repeats, warmup=warmup)
         result["step"] = step.to_dict()
@@ -63,9 +75,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args()
     json.dump(measure(args.artifact, args.backend, threads=args.threads, repeats=args.repeats,
-                      warmup=args.warmup), sys.stdout)
+                      warmup=args.warmup, device=args.device), sys.stdout)
 
 
 if __name__ == "__main__":
