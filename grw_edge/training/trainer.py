@@ -14,6 +14,7 @@ import json
 import math
 import random
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +84,16 @@ def epoch_batches(size: int, batch: int, epoch: int, seed: int, rank: int, world
             for start in range(0, size - span + 1, span)]
 
 
+def batches_from(step: int, size: int, batch: int, seed: int, rank: int, world: int
+                 ) -> Iterator[list[int]]:
+    """This rank's batches from global step ``step`` on, epoch after epoch (endless)."""
+    per_epoch = len(epoch_batches(size, batch, 0, seed, rank, world))
+    epoch, position = divmod(step, per_epoch)
+    while True:
+        yield from epoch_batches(size, batch, epoch, seed, rank, world)[position:]
+        epoch, position = epoch + 1, 0
+
+
 class Trainer:
     """One training run; ``run()`` trains to ``cfg.steps`` (or ``stop_after`` steps)."""
 
@@ -140,15 +151,17 @@ class Trainer:
     def run(self, stop_after: int | None = None) -> Path:
         cfg = self.cfg
         last = cfg.steps if stop_after is None else min(cfg.steps, self.step + stop_after)
-        steps_per_epoch = len(epoch_batches(len(self.dataset), cfg.batch_size, 0, cfg.seed,
-                                            self.rank, self.world))
         bar = self._bar(last)
         started, clips = time.perf_counter(), 0
-        while self.step < last:
-            epoch, position = divmod(self.step, steps_per_epoch)
-            batches = epoch_batches(len(self.dataset), cfg.batch_size, epoch, cfg.seed,
-                                    self.rank, self.world)[position:]
-            loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=cfg.workers)
+        if self.step < last:
+            # One loader for the whole run: its workers live across epochs and keep
+            # prefetching, instead of restarting (and draining the GPU) every epoch.
+            batches = batches_from(self.step, len(self.dataset), cfg.batch_size, cfg.seed,
+                                   self.rank, self.world)
+            cuda = self.device.type == "cuda"
+            loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=cfg.workers,
+                                pin_memory=cuda, prefetch_factor=4 if cfg.workers and cuda
+                                else None)
             for batch in loader:
                 parts = self._train_step(batch)
                 self.step += 1
