@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from grw_edge._io import atomic_write_path
 from grw_edge._progress import progress
@@ -161,7 +161,9 @@ class VideoClipDataset(Dataset):
         number, indices = self.clips[clip]
         video = self.index.videos[number]
         try:
-            raw = read_frames(self.split_dir / video["path"], indices)
+            # one decoder thread per loader worker: the workers already fill the cores
+            threads = 1 if get_worker_info() is not None else None
+            raw = read_frames(self.split_dir / video["path"], indices, threads=threads)
             frames, ok = preprocess_frames(raw, resize=self.resize, crop=self.crop), True
         except VideoDecodeError:
             frames, ok = torch.zeros(self.frames_per_clip, 3, self.crop, self.crop), False
