@@ -76,7 +76,9 @@ def test_a_training_step_runs_on_the_gpu_as_far_as_fake_tensors_go(tmp_path, mon
                       intermediate_weight=1.0)
     with FakeTensorMode():
         trainer = Trainer(cfg)
-        batch = {"frames": torch.rand(2, 4, 3, 32, 32), "label": torch.tensor([0, 1])}  # loader's
+        assert trainer.dataset.raw  # on a GPU the loader ships uint8 clips, resized there
+        clips = [torch.randint(0, 255, (4, 40, 48, 3), dtype=torch.uint8) for _ in range(2)]
+        batch = {"frames": clips, "label": torch.tensor([0, 1])}  # as collate_clips gives
         assert all(p.device == CUDA for p in trainer.model.parameters())
         loss, parts = trainer._forward(batch)
         assert loss.device == CUDA and all(part.device == CUDA for part in parts.values())

@@ -139,3 +139,20 @@ def test_chosen_frames_are_decoded_from_the_keyframe_before_them(tmp_path):
     for indices in ([0, 3, 6], [21, 27, 33], [44], [40, 12, 25]):
         assert np.array_equal(read_frames(path, indices, threads=1), everything[indices])
     assert frame_numbers(read_frames(path, [21, 27, 33])) == [21, 27, 33]
+
+
+def test_raw_clips_transformed_where_the_model_is_equal_the_loader_transform(tmp_path):
+    from grw_edge.data.kinetics import collate_clips, device_clips
+
+    for label in ("a", "b"):
+        write_video(tmp_path / "train" / label / "v.mp4", numbered_frames(12, 40, 56), 10.0)
+    options = dict(frames_per_clip=4, fps=10, resize=36, crop=32, cache_dir=tmp_path / "cache")
+    transformed = VideoClipDataset(tmp_path, "train", **options)
+    raw = VideoClipDataset(tmp_path, "train", raw=True, **options)
+    items = [raw[i] for i in range(len(raw))]
+    assert items[0]["frames"].dtype == torch.uint8 and items[0]["frames"].shape == (4, 40, 56, 3)
+    batch = collate_clips(items)
+    expected = collate_clips([transformed[i] for i in range(len(transformed))])
+    assert torch.equal(batch["label"], expected["label"])
+    assert torch.equal(device_clips(batch["frames"], torch.device("cpu"), resize=36, crop=32),
+                       expected["frames"])

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from grw_edge._io import atomic_write_path
 from grw_edge._progress import progress_enabled
 from grw_edge.checkpoints import load_checkpoint, read_snapshot, save_checkpoint
-from grw_edge.data.kinetics import DatasetError, VideoClipDataset
+from grw_edge.data.kinetics import DatasetError, VideoClipDataset, collate_clips, device_clips
 from grw_edge.distributed import distributed_setup, local_device
 from grw_edge.errors import CheckpointError
 from grw_edge.models import HeadConfig, create_model
@@ -105,9 +105,11 @@ class Trainer:
         self.device = local_device()
         spec = get_backbone(cfg.backbone)
         protocol = ClipProtocol.for_backbone(spec, cfg.resolution).override(cfg.frames, cfg.fps)
+        # On a GPU the loader ships decoded uint8 clips and the resize runs there.
         self.dataset = VideoClipDataset(cfg.data, cfg.split, frames_per_clip=protocol.frames,
                                         fps=protocol.fps, resize=protocol.resize,
-                                        crop=protocol.crop, workers=max(1, cfg.workers))
+                                        crop=protocol.crop, workers=max(1, cfg.workers),
+                                        raw=self.device.type == "cuda")
         if len(self.dataset) < cfg.batch_size * self.world:
             raise DatasetError(f"{cfg.data}/{cfg.split} has {len(self.dataset)} clips of "
                                f"{cfg.frames} frames at {cfg.fps:g} fps: too few for batches of "
@@ -160,7 +162,7 @@ class Trainer:
                                    self.rank, self.world)
             cuda = self.device.type == "cuda"
             loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=cfg.workers,
-                                pin_memory=cuda, prefetch_factor=4 if cfg.workers and cuda
+                                collate_fn=collate_clips, pin_memory=cuda, prefetch_factor=4 if cfg.workers and cuda
                                 else None)
             for batch in loader:
                 parts = self._train_step(batch)
@@ -204,7 +206,8 @@ class Trainer:
 
     def _forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The batch on this process's device through the objective, under autocast."""
-        X = batch["frames"].to(self.device, non_blocking=True)
+        X = device_clips(batch["frames"], self.device, resize=self.dataset.resize,
+                         crop=self.dataset.crop)
         y = batch["label"].to(self.device, non_blocking=True)
         with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
                             enabled=self.autocast_dtype is not None):
