@@ -19,10 +19,11 @@ WORKERS=${GRW_EDGE_GPU_CHECK_WORKERS:-8}
 
 if [[ $SMOKE == 1 ]]; then
     DEVICE=cpu; VIDEO_FRAMES=20; SIZE=40; RES=32; FRAMES=4; BATCH=2; STEPS=2; MORE=1; VIDEOS=2; WORKERS=0
-    EVAL_CLIPS=4; VERIFY="--clips 1 --frames 4"; BENCH="--backbones movineta0s --resolution 32 --repeats 5"
+    EVAL_CLIPS=4; VERIFY="--clips 1 --frames 4"; SPEED="--steps 1 --warmup 1"
+    PARITY="--parity-clips 1"; BENCH="--backbones movineta0s --backends torch,onnxruntime --resolution 32 --repeats 5"
 else
     DEVICE=cuda; VIDEO_FRAMES=80; SIZE=200; RES=172; FRAMES=16; BATCH=16; STEPS=40; MORE=10; VIDEOS=16
-    EVAL_CLIPS=96; VERIFY="--clips 3"; BENCH="--backbones movineta0s,movineta1s,movineta2s --repeats 100"
+    EVAL_CLIPS=96; VERIFY="--clips 3"; SPEED="--steps 30"; PARITY=""; BENCH="--backbones movineta0s,movineta1s,movineta2s --repeats 100"
     if ! "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
         echo "gpu_check: FAILED: no CUDA GPU is visible to torch (torch.cuda.is_available() is" \
              "False); this check needs an NVIDIA GPU and a CUDA build of torch" \
@@ -67,15 +68,16 @@ step torchrun-1-process "$PY" -m torch.distributed.run --standalone --nproc_per_
 step eval "${GRW[@]}" eval --data "$WORK/data" --checkpoint "$WORK/run/checkpoint.safetensors" \
     --frames "$FRAMES" --fps 5 --resolution "$RES" --max-clips "$EVAL_CLIPS" \
     --batch-size "$BATCH" --workers "$WORKERS" --json
+# shellcheck disable=SC2086
 step export "${GRW[@]}" export --checkpoint "$WORK/run/checkpoint.safetensors" \
-    --resolution "$RES" --parity-frames "$FRAMES" --out "$WORK/a0s"
+    --resolution "$RES" --parity-frames "$FRAMES" $PARITY --out "$WORK/a0s"
 # shellcheck disable=SC2086
 step verify-onnxruntime "${GRW[@]}" verify "$WORK/a0s" $VERIFY
 # shellcheck disable=SC2086
 step verify-torch-$DEVICE "${GRW[@]}" verify "$WORK/a0s" --backend torch --device "$DEVICE" $VERIFY
+# shellcheck disable=SC2086
 step model-only-speed "$PY" -m grw_edge.benchmarks.train_speed --device "$DEVICE" \
-    --batch-size "$BATCH" --frames "$FRAMES" --resolution "$RES" \
-    --steps $((STEPS < 30 ? STEPS : 30))
+    --batch-size "$BATCH" --frames "$FRAMES" --resolution "$RES" $SPEED
 # shellcheck disable=SC2086
 step bench "${GRW[@]}" bench --device "$DEVICE" $BENCH --markdown "$WORK/latency.md"
 
