@@ -209,17 +209,21 @@ def build_engine_command(artifact: str, workspace_gib: float) -> None:
               help="Frames per clip [default: the artifact's frames per clip].")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
+              help="Where the torch or onnxruntime session runs [default: the backend's]; "
+              "torch on cuda replays CUDA graphs.")
 @click.option("--videos", type=click.Path(file_okay=False), default=None,
               help="Use the first clip of every video under this folder instead of random clips.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def verify_command(artifact: str, backend: str | None, checkpoint: str | None, clips: int,
-                   frames: int | None, seed: int, threads: int | None, videos: str | None,
-                   as_json: bool) -> None:
+                   frames: int | None, seed: int, threads: int | None, device: str | None,
+                   videos: str | None, as_json: bool) -> None:
     """Check that ARTIFACT, streamed frame by frame, agrees with the PyTorch reference."""
     from grw_edge.verify import verify_artifact
 
     report = verify_artifact(artifact, backend=backend, checkpoint=checkpoint, clips=clips,
-                             frames=frames, seed=seed, threads=threads, videos=videos)
+                             frames=frames, seed=seed, threads=threads, videos=videos,
+                             device=device)
     problems = report.failures()
     if as_json:
         click.echo(json.dumps({**report.to_dict(), "passed": not problems,
@@ -480,8 +484,11 @@ def train_command(backbone: str, data: str, out: str, split: str, init: str | No
 @cli.command("bench")
 @click.option("--backbones", default="movineta0s,movineta1s,movineta2s,movineta3b",
               show_default=True, help="Comma-separated backbones.")
-@click.option("--backends", default="torch,onnxruntime,tensorrt,coreml", show_default=True,
-              help="Comma-separated backends; unavailable ones are reported as skipped.")
+@click.option("--backends", default=None, help="Comma-separated backends; unavailable ones "
+              "are reported as skipped [default: torch,onnxruntime,tensorrt,coreml; with "
+              "--device cuda: torch,torch-cudagraphs,onnxruntime,tensorrt].")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="Where the torch and onnxruntime sessions run.")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--repeats", type=click.IntRange(min=5), default=100, show_default=True,
               help="Timed runs per measurement (after warm-up).")
@@ -495,18 +502,20 @@ def train_command(backbone: str, data: str, out: str, split: str, init: str | No
               help="Write the tables as Markdown here.")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None,
               help="Write accuracy_vs_gflops.png and latency.png here.")
-def bench_command(backbones: str, backends: str, threads: int, repeats: int,
-                  resolution: int | None, frames: int | None, json_path: str | None,
-                  markdown_path: str | None, plot_dir: str | None) -> None:
+def bench_command(backbones: str, backends: str | None, device: str, threads: int,
+                  repeats: int, resolution: int | None, frames: int | None,
+                  json_path: str | None, markdown_path: str | None, plot_dir: str | None) -> None:
     """FLOPs (fvcore), per-frame latency and memory, per backbone and backend."""
     from grw_edge._io import atomic_write_path
-    from grw_edge.benchmarks.bench import report_text, run_bench, write_plots
+    from grw_edge.benchmarks.bench import CUDA_BACKENDS, report_text, run_bench, write_plots
     from grw_edge.registry import get_backbone
 
     names = [get_backbone(name).name for name in backbones.split(",") if name.strip()]
+    backends = backends or (",".join(CUDA_BACKENDS) if device == "cuda"
+                            else "torch,onnxruntime,tensorrt,coreml")
     chosen = [name.strip() for name in backends.split(",") if name.strip()]
     results = run_bench(names, chosen, threads=threads, repeats=repeats, resolution=resolution,
-                        frames=frames)
+                        frames=frames, device=device)
     click.echo(report_text(results))
     for path, text in ((json_path, json.dumps(results, indent=2) + "\n"),
                        (markdown_path, report_text(results, markdown=True) + "\n")):

@@ -44,7 +44,9 @@ class GrwSmoothingLoss(nn.Module):
     """GRW-smoothing loss over embeddings Z of shape (B, T, K).
 
     Normalise Z first (affine-free batch norm for intermediate layers, an affine
-    normalisation for final per-frame embeddings), as the paper does.
+    normalisation for final per-frame embeddings), as the paper does.  The loss runs on
+    Z's device without being moved there: the ordering index is copied to each device
+    once and kept.
     """
 
     def __init__(self, T: int, alpha: float = 0.5, max_perms: int = 1000,
@@ -53,6 +55,7 @@ class GrwSmoothingLoss(nn.Module):
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         index = permutation_index(T, max_perms, generator)
         self.register_buffer("perm_index", index, persistent=False)
+        self._index_by_device: dict[torch.device, Tensor] = {}
         self.T = T
         self.alpha = alpha
         self.num_perms = math.factorial(T - 1) if T <= EXHAUSTIVE_MAX_T else max_perms
@@ -64,10 +67,20 @@ class GrwSmoothingLoss(nn.Module):
         if T != self.T:
             raise ValueError(f"the GRW loss was built for T={self.T} but Z has T={T} "
                              f"(shape {tuple(Z.shape)})")
-        reordered = Z.index_select(1, self.perm_index).reshape(B, self.num_perms, T, K)
+        reordered = Z.index_select(1, self._index_on(Z.device)).reshape(B, self.num_perms, T, K)
         acceleration = reordered.diff(n=2, dim=2)
         logits = -0.5 * acceleration.pow(2).sum(dim=(2, 3))
         target = torch.zeros(B, dtype=torch.long, device=Z.device)
         order_nll = F.cross_entropy(logits, target)
         velocity = 0.5 * Z.diff(n=1, dim=1).pow(2).sum(dim=(1, 2)).mean()
         return order_nll + self.alpha * velocity
+
+    def _index_on(self, device: torch.device) -> Tensor:
+        """The ordering index on ``device``: the buffer itself, or a copy made once."""
+        if self.perm_index.device == device:
+            return self.perm_index
+        index = self._index_by_device.get(device)
+        if index is None:
+            index = self._index_by_device[device] = self.perm_index.to(device)
+        return index
+

@@ -46,7 +46,8 @@ def state_specs(backbone: MoViNetBackbone, *, batch: int = 1, resolution: int | 
         raise InputShapeError(f"{backbone.spec.name} is a base (whole-clip) backbone; "
                               f"it has no streaming states")
     side = resolution or backbone.spec.resolution
-    frames = torch.zeros(batch, 3, frames_per_step, side, side)
+    device = next(backbone.parameters()).device  # the dry step runs where the weights are
+    frames = torch.zeros(batch, 3, frames_per_step, side, side, device=device)
     with torch.no_grad():
         _, states = backbone.step(frames)
     return [StateSpec(name, tuple(t.shape), str(t.dtype).removeprefix("torch."))

@@ -178,10 +178,13 @@ def reference_model(artifact: str | Path, checkpoint: str | Path | None = None
 def verify_artifact(artifact: str | Path, *, backend: str | None = None,
                     checkpoint: str | Path | None = None, clips: int = 3,
                     frames: int | None = None, seed: int = 0, threads: int | None = None,
-                    videos: str | Path | None = None) -> ParityReport:
-    """Parity of an artifact, run with ``backend``, against its PyTorch reference, after
-    checking every file's sha256; then the artifact's own self-test on the same session."""
-    session = open_session(artifact, backend, threads=threads, verify=True)
+                    videos: str | Path | None = None, device: str | None = None
+                    ) -> ParityReport:
+    """Parity of an artifact, run with ``backend`` (on ``device`` when given), against its
+    PyTorch reference (float32 on the CPU), after checking every file's sha256; then the
+    artifact's own self-test on the same session."""
+    options = {"device": device} if device else {}
+    session = open_session(artifact, backend, threads=threads, verify=True, **options)
     report = measure_parity(reference_model(artifact, checkpoint), session, clips=clips,
                             frames=frames, seed=seed, videos=videos)
     if session.manifest.selftest:

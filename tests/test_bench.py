@@ -60,3 +60,16 @@ def test_plots_are_written(results, tmp_path):
 def test_cli_unknown_backbone_is_one_line():
     result = CliRunner().invoke(cli, ["bench", "--backbones", "movineta9"])
     assert result.exit_code == 1 and "unknown backbone" in result.output
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the rows skipped without a GPU")
+def test_cuda_rows_are_skipped_with_the_reason_without_a_gpu():
+    from grw_edge.benchmarks.bench import CUDA_BACKENDS, backend_unavailable
+
+    for backend in CUDA_BACKENDS:
+        assert backend_unavailable(backend, "cuda") == "no CUDA GPU is visible on this machine"
+    assert backend_unavailable("torch-cudagraphs", "cpu") == "CUDA graphs need --device cuda"
+    result = CliRunner().invoke(cli, ["bench", "--backbones", "movineta0s", "--device", "cuda",
+                                      "--resolution", "32", "--repeats", "5"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("skipped: no CUDA GPU is visible") == len(CUDA_BACKENDS)

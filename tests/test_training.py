@@ -146,3 +146,13 @@ def test_clear_errors(data, tmp_path):
     nothing = runner.invoke(cli, ["train", "--backbone", "movineta0s", "--data", str(data),
                                   "--out", str(tmp_path / "empty"), "--resume", *SMALL])
     assert nothing.exit_code == 1 and "nothing to resume" in nothing.output
+
+
+def test_batches_run_on_across_epochs_from_any_step():
+    from itertools import islice
+
+    from grw_edge.training.trainer import batches_from
+
+    epochs = [b for epoch in range(3) for b in epoch_batches(10, 3, epoch, 0, 0, 1)]
+    assert list(islice(batches_from(0, 10, 3, 0, 0, 1), 9)) == epochs
+    assert list(islice(batches_from(4, 10, 3, 0, 0, 1), 5)) == epochs[4:]

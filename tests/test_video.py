@@ -119,3 +119,40 @@ def test_folder_index_labels_skips_and_cache(tmp_path):
     assert len(dataset) == 3 * 2  # 30 frames -> 6 at 5 fps -> 2 clips per video
     item = dataset[0]
     assert item["frames"].shape == (3, 3, 32, 32) and item["ok"] and item["label"] == 0
+
+
+def test_chosen_frames_are_decoded_from_the_keyframe_before_them(tmp_path):
+    """A stream with a keyframe every 10 frames and B-frames: frames picked after seeking to
+    the keyframe before them are exactly those a decode from the first frame gives."""
+    import av
+
+    path = tmp_path / "gop.mp4"
+    frames = numbered_frames(45)
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.options = {"crf": "12", "g": "10", "keyint_min": "10", "bf": "2"}
+        for image in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+    everything = read_frames(path)
+    for indices in ([0, 3, 6], [21, 27, 33], [44], [40, 12, 25]):
+        assert np.array_equal(read_frames(path, indices, threads=1), everything[indices])
+    assert frame_numbers(read_frames(path, [21, 27, 33])) == [21, 27, 33]
+
+
+def test_raw_clips_transformed_where_the_model_is_equal_the_loader_transform(tmp_path):
+    from grw_edge.data.kinetics import collate_clips, device_clips
+
+    for label in ("a", "b"):
+        write_video(tmp_path / "train" / label / "v.mp4", numbered_frames(12, 40, 56), 10.0)
+    options = dict(frames_per_clip=4, fps=10, resize=36, crop=32, cache_dir=tmp_path / "cache")
+    transformed = VideoClipDataset(tmp_path, "train", **options)
+    raw = VideoClipDataset(tmp_path, "train", raw=True, **options)
+    items = [raw[i] for i in range(len(raw))]
+    assert items[0]["frames"].dtype == torch.uint8 and items[0]["frames"].shape == (4, 40, 56, 3)
+    batch = collate_clips(items)
+    expected = collate_clips([transformed[i] for i in range(len(transformed))])
+    assert torch.equal(batch["label"], expected["label"])
+    assert torch.equal(device_clips(batch["frames"], torch.device("cpu"), resize=36, crop=32),
+                       expected["frames"])

@@ -31,7 +31,9 @@ from grw_edge.registry import get_backbone
 SCHEMA_VERSION = 1
 # the device runtime alone (grw_edge_runtime with onnxruntime): bench name -> memory mode
 RUNTIME_BACKENDS = {"runtime": "default", "runtime-lean": "lean"}
-BACKENDS = ("torch", "onnxruntime", *RUNTIME_BACKENDS, "tensorrt", "coreml")
+BACKENDS = ("torch", "torch-cudagraphs", "onnxruntime", *RUNTIME_BACKENDS, "tensorrt",
+            "coreml")
+CUDA_BACKENDS = ("torch", "torch-cudagraphs", "onnxruntime", "tensorrt")  # --device cuda rows
 # Top-1 on Kinetics-600 reported by the paper for the GRW models (Table 1).
 PAPER_TOP1 = {"movineta0s": 78.4, "movineta1s": 81.9, "movineta2s": 83.3, "movineta3b": 85.6}
 # The paper's other models (Table 1): name -> (top-1, GFLOPs), for the accuracy plot.
@@ -43,40 +45,51 @@ PAPER_REFERENCE_POINTS = {
 }
 
 
-def backend_unavailable(backend: str) -> str | None:
-    """Why ``backend`` cannot run here, or None if it can."""
+def backend_unavailable(backend: str, device: str = "cpu") -> str | None:
+    """Why ``backend`` cannot run on ``device`` here, or None if it can."""
+    if backend not in BACKENDS:
+        return f"unknown backend; choose from {', '.join(BACKENDS)}"
+    if backend == "coreml":
+        if sys.platform != "darwin":
+            return "Core ML runs only on macOS"
+        return "no Core ML runtime session in this version of grw-edge yet"
+    if backend == "torch-cudagraphs" and device != "cuda":
+        return "CUDA graphs need --device cuda"
+    if (device == "cuda" or backend == "tensorrt") and not torch.cuda.is_available():
+        return "no CUDA GPU is visible on this machine"
     if backend == "tensorrt":
         try:
             import tensorrt  # noqa: F401
         except ImportError:
             return "the tensorrt package is not installed (extra: grw-edge[tensorrt])"
-        if not torch.cuda.is_available():
-            return "TensorRT needs an NVIDIA GPU; none is present"
-        return "no TensorRT runtime session in this version of grw-edge yet"
-    if backend == "coreml":
-        if sys.platform != "darwin":
-            return "Core ML runs only on macOS"
-        return "no Core ML runtime session in this version of grw-edge yet"
-    if backend not in ("torch", "onnxruntime", *RUNTIME_BACKENDS):
-        return f"unknown backend; choose from {', '.join(BACKENDS)}"
+    if backend in RUNTIME_BACKENDS and device != "cpu":
+        return "the device-runtime rows time onnxruntime's CPU provider (drop --device cuda)"
+    if backend == "onnxruntime" and device == "cuda":
+        import onnxruntime
+
+        if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+            return "onnxruntime has no CUDA provider (install onnxruntime-gpu: grw-edge[gpu])"
     return None
 
 
-def worker_command(artifact: Path, backend: str, *, threads: int, repeats: int) -> list[str]:
-    """The command that times ``backend``, its clock started before its first import."""
+def worker_command(artifact: Path, backend: str, *, threads: int, repeats: int,
+                   device: str = "cpu") -> list[str]:
+    """The command that times ``backend`` on ``device``, its clock started before its first
+    import."""
     if backend in RUNTIME_BACKENDS:
         module = "grw_edge_runtime.bench"
         chosen = ["--backend", "onnxruntime", "--ort-memory", RUNTIME_BACKENDS[backend]]
     else:
-        module, chosen = "grw_edge.benchmarks.worker", ["--backend", backend]
+        module, chosen = "grw_edge.benchmarks.worker", ["--backend", backend, "--device", device]
     boot = f"import time; t0 = time.perf_counter(); from {module} import main; main(t0)"
     return [sys.executable, "-c", boot, str(artifact), *chosen, "--threads", str(threads),
             "--repeats", str(repeats)]
 
 
-def run_worker(artifact: Path, backend: str, *, threads: int, repeats: int) -> dict:
+def run_worker(artifact: Path, backend: str, *, threads: int, repeats: int,
+               device: str = "cpu") -> dict:
     """Time one backend in a fresh process; returns its JSON result."""
-    command = worker_command(artifact, backend, threads=threads, repeats=repeats)
+    command = worker_command(artifact, backend, threads=threads, repeats=repeats, device=device)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if done.returncode:
@@ -87,10 +100,13 @@ def run_worker(artifact: Path, backend: str, *, threads: int, repeats: int) -> d
 
 def run_bench(backbones: list[str], backends: list[str], *, threads: int = 1,
               repeats: int = 100, resolution: int | None = None,
-              frames: int | None = None) -> dict:
-    """Measure every backbone on every backend; returns the JSON-ready results."""
+              frames: int | None = None, device: str = "cpu") -> dict:
+    """Measure every backbone on every backend on ``device``; returns the JSON-ready
+    results.  TensorRT runs an engine built here from the same model."""
     results: dict[str, object] = {
         "schema_version": SCHEMA_VERSION, "threads": threads, "repeats": repeats,
+        "device": torch.cuda.get_device_name() if device == "cuda" and
+        torch.cuda.is_available() else device,
         "machine": {"platform": platform.platform(), "processor": platform.machine(),
                     "cpus": os.cpu_count(), "python": platform.python_version(),
                     "torch": torch.__version__, "onnxruntime": _version("onnxruntime")},
@@ -116,10 +132,16 @@ def run_bench(backbones: list[str], backends: list[str], *, threads: int = 1,
                                       if p.suffix == ".onnx"),
                 "backends": {}}
             for backend in backends:
-                reason = backend_unavailable(backend)
-                entry["backends"][backend] = (
-                    {"backend": backend, "status": "skipped", "reason": reason} if reason else
-                    run_worker(artifact, backend, threads=threads, repeats=repeats))
+                reason = backend_unavailable(backend, device)
+                if reason:
+                    entry["backends"][backend] = {"backend": backend, "status": "skipped",
+                                                  "reason": reason}
+                    continue
+                source = artifact if backend != "tensorrt" else export(
+                    model, "tensorrt", Path(tmp) / f"{name}-tensorrt", resolution=side,
+                    parity_frames=4)
+                entry["backends"][backend] = run_worker(source, backend, threads=threads,
+                                                        repeats=repeats, device=device)
             results["backbones"][spec.name] = entry
     return results
 
@@ -190,6 +212,7 @@ def latency_rows(results: dict) -> list[dict[str, str]]:
 def report_text(results: dict, *, markdown: bool = False) -> str:
     machine = results["machine"]
     header = (f"{machine['processor']}, {machine['cpus']} CPUs, {results['threads']} thread(s), "
+              f"device {results.get('device', 'cpu')}, "
               f"float32, torch {machine['torch']}, onnxruntime {machine['onnxruntime']}; "
               f"medians of {results['repeats']} runs after warm-up")
     parts = [header, "", "FLOPs (fvcore, 1 multiply-add = 1 FLOP):",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate, get_worker_info
 
 from grw_edge._io import atomic_write_path
 from grw_edge._progress import progress
@@ -130,12 +130,15 @@ class VideoClipDataset(Dataset):
 
     An item is ``{"frames": (N, 3, R, R) float in [0, 1], "label": int, "clip": int,
     "ok": bool}``; a clip that fails to decode gives ``ok=False`` (and zeros) so that one
-    bad file never stops an evaluation.
+    bad file never stops an evaluation.  With ``raw=True`` the frames stay decoded uint8
+    (N, H, W, 3) for the transform to run where the model is (see ``device_clips``).
     """
 
     def __init__(self, root: str | os.PathLike[str], split: str = "test", *,
                  frames_per_clip: int, fps: float | None, resize: int, crop: int,
-                 workers: int = 4, cache_dir: str | os.PathLike[str] | None = None) -> None:
+                 workers: int = 4, cache_dir: str | os.PathLike[str] | None = None,
+                 raw: bool = False) -> None:
+        self.raw = raw
         self.index = build_index(root, split, workers=workers, cache_dir=cache_dir)
         self.split_dir = Path(root) / split
         self.frames_per_clip, self.fps, self.resize, self.crop = frames_per_clip, fps, resize, crop
@@ -161,8 +164,33 @@ class VideoClipDataset(Dataset):
         number, indices = self.clips[clip]
         video = self.index.videos[number]
         try:
-            raw = read_frames(self.split_dir / video["path"], indices)
-            frames, ok = preprocess_frames(raw, resize=self.resize, crop=self.crop), True
+            # one decoder thread per loader worker: the workers already fill the cores
+            threads = 1 if get_worker_info() is not None else None
+            decoded = read_frames(self.split_dir / video["path"], indices, threads=threads)
+            frames, ok = (torch.from_numpy(decoded) if self.raw else
+                          preprocess_frames(decoded, resize=self.resize, crop=self.crop)), True
         except VideoDecodeError:
-            frames, ok = torch.zeros(self.frames_per_clip, 3, self.crop, self.crop), False
+            frames, ok = (torch.zeros(self.frames_per_clip, self.crop, self.crop, 3,
+                                      dtype=torch.uint8) if self.raw else
+                          torch.zeros(self.frames_per_clip, 3, self.crop, self.crop)), False
         return {"frames": frames, "label": video["label"], "clip": clip, "ok": ok}
+
+
+def collate_clips(items: list[dict]) -> dict[str, object]:
+    """Default collation, except raw clips (sizes differ from video to video) stay a list."""
+    if not isinstance(items[0]["frames"], torch.Tensor) or items[0]["frames"].dtype != \
+            torch.uint8:
+        return default_collate(items)
+    batch = default_collate([{k: v for k, v in item.items() if k != "frames"} for item in items])
+    return {**batch, "frames": [item["frames"] for item in items]}
+
+
+def device_clips(frames: torch.Tensor | list[torch.Tensor], device: torch.device, *,
+                 resize: int, crop: int) -> torch.Tensor:
+    """A batch (B, N, 3, R, R) on ``device``: transformed clips moved there, or raw uint8
+    clips moved there first and transformed there (a quarter of the bytes to copy, and the
+    resize off the loader workers)."""
+    if isinstance(frames, torch.Tensor):
+        return frames.to(device, non_blocking=True)
+    return torch.stack([preprocess_frames(clip.to(device, non_blocking=True), resize=resize,
+                                          crop=crop) for clip in frames])

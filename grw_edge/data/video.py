@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -59,24 +59,27 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
         raise VideoDecodeError(f"cannot read {path}: {error}") from None
 
 
-def read_frames(path: str | os.PathLike[str], indices: Sequence[int] | None = None
-                ) -> np.ndarray:
-    """Decode frames (in decoding order, display rotation applied) as uint8 (T, H, W, 3).
+def read_frames(path: str | os.PathLike[str], indices: Sequence[int] | None = None, *,
+                threads: int | None = None) -> np.ndarray:
+    """Decode frames (in presentation order, display rotation applied) as uint8 (T, H, W, 3).
 
-    ``indices`` picks frames by their position; None decodes every frame.
+    ``indices`` picks frames by their position; None decodes every frame.  Chosen frames
+    are decoded from the keyframe before the first of them, not from the start.
+    ``threads`` limits the decoder's threads (1 in a data-loader worker, which is already
+    one of many processes); None lets FFmpeg choose.
     """
     import av
 
     wanted = None if indices is None else sorted(set(int(i) for i in indices))
-    last = None if wanted is None else (wanted[-1] if wanted else -1)
     kept: dict[int, np.ndarray] = {}
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            for position, frame in enumerate(container.decode(stream)):
-                if last is not None and position > last:
-                    break
+            if threads:
+                stream.codec_context.thread_count = threads
+            else:
+                stream.thread_type = "AUTO"
+            for position, frame in _positioned_frames(container, stream, wanted):
                 if wanted is None or position in wanted:
                     kept[position] = upright(frame.to_ndarray(format="rgb24"), frame.rotation)
     except (av.FFmpegError, OSError, IndexError) as error:
@@ -92,6 +95,42 @@ def read_frames(path: str | os.PathLike[str], indices: Sequence[int] | None = No
     if not order:
         raise VideoDecodeError(f"{path} decoded no frames")
     return np.stack([kept[i] for i in order])
+
+
+def _positioned_frames(container, stream, wanted: list[int] | None) -> Iterator[tuple[int, object]]:
+    """(position, frame) up to the last wanted frame.  Positions count frames in
+    presentation order (a frame's position is the rank of its timestamp among the stream's
+    packets, as ``probe_video`` counts them); with ``wanted``, decoding starts at the
+    keyframe before the first wanted frame, and falls back to decoding from the start when
+    the decoded timestamps do not match the packets'."""
+    last = None if wanted is None else (wanted[-1] if wanted else -1)
+    if wanted:
+        packets = [(p.pts, p.is_keyframe) for p in container.demux(stream) if p.pts is not None]
+        timestamps = sorted({pts for pts, _ in packets})
+        if wanted[0] < len(timestamps):
+            first = timestamps[wanted[0]]
+            start = max((pts for pts, key in packets if key and pts <= first), default=None)
+            rank = {pts: i for i, pts in enumerate(timestamps)}
+            chosen = set(wanted)
+            if start is not None:
+                container.seek(start, stream=stream, backward=True)
+                frames = []
+                for frame in container.decode(stream):
+                    if frame.pts not in rank:
+                        break  # timestamps we cannot place: decode from the start instead
+                    if rank[frame.pts] > last:
+                        yield from frames
+                        return
+                    if rank[frame.pts] in chosen:
+                        frames.append((rank[frame.pts], frame))
+                else:
+                    yield from frames
+                    return
+        container.seek(0, stream=stream, backward=True)
+    for position, frame in enumerate(container.decode(stream)):
+        if last is not None and position > last:
+            return
+        yield position, frame
 
 
 def upright(image: np.ndarray, rotation: int) -> np.ndarray:

@@ -5,8 +5,10 @@ ONNX Runtime), statically checked against what TensorRT's ONNX parser accepts.  
 are device-specific, so they are built on the machine that will run them: here when
 ``tensorrt`` and an NVIDIA GPU are present, otherwise later with
 ``grw-edge build-engine ARTIFACT`` (or the ``trtexec`` line the manifest records).
-INT8 artifacts carry QDQ scales from their entropy calibration, which TensorRT uses as
-explicit quantization; FP16 builds also allow FP16 kernels for the float32 I/O casts.
+Precision lives in the graphs (FP16 graphs are converted, INT8 ones carry QDQ scales from
+their entropy calibration), so engines are built strongly typed, with no precision flags:
+TensorRT 10 is asked for it with the STRONGLY_TYPED network flag, TensorRT 11 has nothing
+else.  Which API is installed is told by its attributes, never by its version string.
 """
 from __future__ import annotations
 
@@ -77,11 +79,19 @@ def finish_tensorrt(directory: Path, manifest: Manifest, *, workspace_gib: float
     if reason is None:
         manifest.engine = build_engines(directory, manifest, workspace_gib=workspace_gib)
         return
-    trtexec = trtexec_commands(manifest, workspace_gib)
+    flag = installed_strongly_typed_flag()
+    if flag is None:  # no TensorRT here: the lines for both supported versions
+        trtexec = trtexec_commands(manifest, workspace_gib, strongly_typed_flag=False)
+        lines = {"trtexec": trtexec,
+                 "trtexec_tensorrt10": trtexec_commands(manifest, workspace_gib,
+                                                        strongly_typed_flag=True)}
+    else:
+        trtexec = trtexec_commands(manifest, workspace_gib, strongly_typed_flag=flag)
+        lines = {"trtexec": trtexec}
     manifest.engine = {
         "built": False, "reason": reason,
         "build_command": f"grw-edge build-engine {name}",
-        "trtexec": trtexec,
+        **lines,
         "message": (f"TensorRT engine not built ({reason}); the ONNX graphs are TensorRT-ready. "
                     f"Build the engine on the target device: grw-edge build-engine {name}  "
                     f"(or: {trtexec[0]})"),
@@ -161,6 +171,33 @@ def engine_unavailable_reason() -> str | None:
     return None
 
 
+def needs_strongly_typed_flag(trt) -> bool:
+    """Whether this TensorRT still offers weak typing (TensorRT 10: ``BuilderFlag.FP16``
+    exists), so that strong typing must be asked for with the network flag."""
+    return hasattr(trt.BuilderFlag, "FP16")
+
+
+def installed_strongly_typed_flag() -> bool | None:
+    """``needs_strongly_typed_flag`` of the installed TensorRT, or None when there is none."""
+    try:
+        import tensorrt as trt
+    except ImportError:
+        return None
+    return needs_strongly_typed_flag(trt)
+
+
+def network_flags(trt) -> int:
+    """``create_network`` flags of a strongly typed network on this TensorRT."""
+    if not needs_strongly_typed_flag(trt):
+        return 0  # TensorRT 11: strongly typed is the only kind of network
+    flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    if flag is None:
+        raise BackendUnavailableError(f"TensorRT {trt.__version__} cannot build strongly typed "
+                                      f"networks; install TensorRT 10 or 11 "
+                                      f"(pip install 'grw-edge[tensorrt]')")
+    return 1 << int(flag)
+
+
 def _dynamic_profile(manifest: Manifest) -> dict[str, list[list[int]]]:
     """min/opt/max shapes of the inputs with a dynamic axis (the head's window, the clip's
     frames); the maximum is the backbone's clip length."""
@@ -175,9 +212,11 @@ def _dynamic_profile(manifest: Manifest) -> dict[str, list[list[int]]]:
     return profiles
 
 
-def trtexec_commands(manifest: Manifest, workspace_gib: float) -> list[str]:
-    """The trtexec lines equivalent to ``grw-edge build-engine`` (run in the artifact)."""
-    flags = {"fp32": "", "fp16": " --fp16", "int8": " --int8 --fp16"}[manifest.precision]
+def trtexec_commands(manifest: Manifest, workspace_gib: float, *,
+                     strongly_typed_flag: bool) -> list[str]:
+    """The trtexec lines equivalent to ``grw-edge build-engine`` (run in the artifact):
+    ``--stronglyTyped`` for TensorRT 10 (``strongly_typed_flag``), nothing for 11."""
+    flags = " --stronglyTyped" if strongly_typed_flag else ""
     lines = []
     profiles = _dynamic_profile(manifest)
     for role, graph in zip(("step", "head"), graph_files(manifest)):
@@ -203,17 +242,13 @@ def build_engines(directory: Path, manifest: Manifest, *,
     engines = {}
     for role, graph in zip(("step", "head"), graph_files(manifest)):
         builder = trt.Builder(logger)
-        network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
+        network = builder.create_network(network_flags(trt))
         parser = trt.OnnxParser(network, logger)
         if not parser.parse_from_file(str(directory / graph)):
             errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
             raise ExportError(f"TensorRT cannot parse {graph}: {errors[0] if errors else '?'}")
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * 2**30))
-        if manifest.precision in ("fp16", "int8"):
-            config.set_flag(trt.BuilderFlag.FP16)
-        if manifest.precision == "int8":
-            config.set_flag(trt.BuilderFlag.INT8)  # scales come from the graph's QDQ nodes
         cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.exists()
                                            else b"")
         config.set_timing_cache(cache, ignore_mismatch=False)

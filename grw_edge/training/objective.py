@@ -12,7 +12,8 @@ from grw_edge.models.classifier import GrwVideoClassifier
 
 
 class GrwObjective(nn.Module):
-    """``objective(model, X, y) -> (loss, parts, logits)``.
+    """``objective(model, X, y) -> (loss, parts, logits)``; ``parts`` holds detached 0-d
+    tensors on the model's device, so a step never waits for the GPU to report them.
 
     Final layer: the embeddings Z, affinely normalised by the model's own LayerNorm (the
     input of the head), are cut into sub-sequences of T frames.  Intermediate layers: the
@@ -38,23 +39,23 @@ class GrwObjective(nn.Module):
         self._captured.append(output[0])
 
     def forward(self, model: nn.Module, X: Tensor, y: Tensor
-                ) -> tuple[Tensor, dict[str, float], Tensor]:
+                ) -> tuple[Tensor, dict[str, Tensor], Tensor]:
         self._captured.clear()
         logits, Z = model(X)
         ce = F.cross_entropy(logits, y)
-        loss, parts = ce, {"ce": ce.item()}
+        loss, parts = ce, {"ce": ce.detach()}
         if self.grw_weight:
             ln = _unwrap(model).ln
             smooth = self.grw(ln(Z).flatten(0, 1))
             loss = loss + self.grw_weight * smooth
-            parts["grw"] = smooth.item()
+            parts["grw"] = smooth.detach()
         if self.intermediate_weight and self._captured:
             batch, frames = X.shape[:2]
             terms = [self.grw(self._pooled_sequences(h, batch, frames)) for h in self._captured]
             intermediate = torch.stack(terms).mean()
             loss = loss + self.intermediate_weight * intermediate
-            parts["grw_intermediate"] = intermediate.item()
-        parts["loss"] = loss.item()
+            parts["grw_intermediate"] = intermediate.detach()
+        parts["loss"] = loss.detach()
         return loss, parts, logits
 
     def _pooled_sequences(self, h: Tensor, batch: int, frames: int) -> Tensor:

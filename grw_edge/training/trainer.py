@@ -14,6 +14,7 @@ import json
 import math
 import random
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from torch.utils.data import DataLoader
 from grw_edge._io import atomic_write_path
 from grw_edge._progress import progress_enabled
 from grw_edge.checkpoints import load_checkpoint, read_snapshot, save_checkpoint
-from grw_edge.data.kinetics import DatasetError, VideoClipDataset
+from grw_edge.data.kinetics import DatasetError, VideoClipDataset, collate_clips, device_clips
 from grw_edge.distributed import distributed_setup, local_device
 from grw_edge.errors import CheckpointError
 from grw_edge.models import HeadConfig, create_model
@@ -83,6 +84,16 @@ def epoch_batches(size: int, batch: int, epoch: int, seed: int, rank: int, world
             for start in range(0, size - span + 1, span)]
 
 
+def batches_from(step: int, size: int, batch: int, seed: int, rank: int, world: int
+                 ) -> Iterator[list[int]]:
+    """This rank's batches from global step ``step`` on, epoch after epoch (endless)."""
+    per_epoch = len(epoch_batches(size, batch, 0, seed, rank, world))
+    epoch, position = divmod(step, per_epoch)
+    while True:
+        yield from epoch_batches(size, batch, epoch, seed, rank, world)[position:]
+        epoch, position = epoch + 1, 0
+
+
 class Trainer:
     """One training run; ``run()`` trains to ``cfg.steps`` (or ``stop_after`` steps)."""
 
@@ -94,9 +105,11 @@ class Trainer:
         self.device = local_device()
         spec = get_backbone(cfg.backbone)
         protocol = ClipProtocol.for_backbone(spec, cfg.resolution).override(cfg.frames, cfg.fps)
+        # On a GPU the loader ships decoded uint8 clips and the resize runs there.
         self.dataset = VideoClipDataset(cfg.data, cfg.split, frames_per_clip=protocol.frames,
                                         fps=protocol.fps, resize=protocol.resize,
-                                        crop=protocol.crop, workers=max(1, cfg.workers))
+                                        crop=protocol.crop, workers=max(1, cfg.workers),
+                                        raw=self.device.type == "cuda")
         if len(self.dataset) < cfg.batch_size * self.world:
             raise DatasetError(f"{cfg.data}/{cfg.split} has {len(self.dataset)} clips of "
                                f"{cfg.frames} frames at {cfg.fps:g} fps: too few for batches of "
@@ -140,23 +153,27 @@ class Trainer:
     def run(self, stop_after: int | None = None) -> Path:
         cfg = self.cfg
         last = cfg.steps if stop_after is None else min(cfg.steps, self.step + stop_after)
-        steps_per_epoch = len(epoch_batches(len(self.dataset), cfg.batch_size, 0, cfg.seed,
-                                            self.rank, self.world))
         bar = self._bar(last)
         started, clips = time.perf_counter(), 0
-        while self.step < last:
-            epoch, position = divmod(self.step, steps_per_epoch)
-            batches = epoch_batches(len(self.dataset), cfg.batch_size, epoch, cfg.seed,
-                                    self.rank, self.world)[position:]
-            loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=cfg.workers)
+        if self.step < last:
+            # One loader for the whole run: its workers live across epochs and keep
+            # prefetching, instead of restarting (and draining the GPU) every epoch.
+            batches = batches_from(self.step, len(self.dataset), cfg.batch_size, cfg.seed,
+                                   self.rank, self.world)
+            cuda = self.device.type == "cuda"
+            loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=cfg.workers,
+                                collate_fn=collate_clips, pin_memory=cuda, prefetch_factor=4 if cfg.workers and cuda
+                                else None)
             for batch in loader:
                 parts = self._train_step(batch)
                 self.step += 1
                 clips += len(batch["label"]) * self.world
                 bar.update(1)
-                bar.set_postfix(loss=f"{parts['loss']:.3f}")
                 if self.step % cfg.log_every == 0 or self.step == last:
-                    self._log({**parts, "clips_per_s": clips / (time.perf_counter() - started)})
+                    record = _floats(parts)  # the one wait for the GPU per logged step
+                    bar.set_postfix(loss=f"{record['loss']:.3f}")
+                    self._log({**record, "lr": self.scheduler.get_last_lr()[0],
+                               "clips_per_s": clips / (time.perf_counter() - started)})
                 if self.step % cfg.checkpoint_every == 0 or self.step == last:
                     self.save()
                 if self.step >= last:
@@ -171,13 +188,11 @@ class Trainer:
                 if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                     module.eval()
 
-    def _train_step(self, batch: dict) -> dict[str, float]:
+    def _train_step(self, batch: dict) -> dict[str, torch.Tensor]:
+        """One optimizer step; returns the loss parts, accuracy and gradient norm as
+        detached device tensors (read them with ``_floats`` when logging)."""
         self._train_mode()
-        X = batch["frames"].to(self.device, non_blocking=True)
-        y = batch["label"].to(self.device, non_blocking=True)
-        with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
-                            enabled=self.autocast_dtype is not None):
-            loss, parts, logits = self.objective(self.net, X, y)
+        loss, parts = self._forward(batch)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
@@ -186,10 +201,19 @@ class Trainer:
         self.scaler.update()
         self.scheduler.step()
         self.ema.update_parameters(self.model)
-        parts["accuracy"] = float((logits.argmax(1) == y).float().mean())
-        parts["grad_norm"] = float(grad_norm)
-        parts["lr"] = self.scheduler.get_last_lr()[0]
+        parts["grad_norm"] = grad_norm.detach()
         return parts
+
+    def _forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The batch on this process's device through the objective, under autocast."""
+        X = device_clips(batch["frames"], self.device, resize=self.dataset.resize,
+                         crop=self.dataset.crop)
+        y = batch["label"].to(self.device, non_blocking=True)
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
+                            enabled=self.autocast_dtype is not None):
+            loss, parts, logits = self.objective(self.net, X, y)
+        parts["accuracy"] = (logits.argmax(1) == y).float().mean()
+        return loss, parts
 
     # ------------------------------------------------------------------ state
 
@@ -267,6 +291,12 @@ class Trainer:
 
         return tqdm(total=last, initial=self.step, desc="train", unit="step",
                     disable=self.rank != 0 or not progress_enabled(), dynamic_ncols=True)
+
+
+def _floats(parts: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Device scalars to Python floats in one transfer."""
+    values = torch.stack([value.float() for value in parts.values()]).tolist()
+    return dict(zip(parts, values))
 
 
 def _tensorboard_writer(directory: Path):

@@ -90,6 +90,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--ort-memory", choices=("default", "lean"), default=None,
                         help="onnxruntime allocator settings (see OnnxRuntimeSession)")
+    parser.add_argument("--device", default=None, help="the session's device [its default]")
     return parser.parse_args(argv)
 
 
@@ -101,6 +102,8 @@ def main(started: float, open_session: Callable[..., StreamingSession] | None = 
         open_session = grw_edge_runtime.open
     args = parse_args(sys.argv[1:])
     options = {"memory": args.ort_memory} if args.ort_memory else {}
+    if args.device:
+        options["device"] = args.device
     json.dump(measure(open_session, args.artifact, args.backend, started=started,
                       threads=args.threads, repeats=args.repeats, warmup=args.warmup,
                       **options), sys.stdout)
