@@ -7,10 +7,14 @@ preprocessing); ``node --test`` on the compiled package checks them.  Skipped on
 """
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +23,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import grw_edge.runtimes
+from grw_edge.data.synthetic import make_synthetic_dataset
 from grw_edge.preprocess import preprocess_frames
 from tests._selftest import write_selftest
 from tests.conftest import PROJECT_ROOT
@@ -171,3 +176,92 @@ def test_bad_frames_and_nonfinite_steps(js_case):
 def test_selftest(js_case):
     """The artifact's selftest.bin passes in Node; a tampered reference fails it."""
     run_node("selftest.test.mjs", js_case)
+
+
+# ---------------------------------------------------------------------- the real browser
+
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+TEST_ARTIFACTS = Path(os.environ.get("GRW_TEST_ARTIFACTS", PROJECT_ROOT / "test-artifacts"))
+
+
+def write_y4m(video: Path, target: Path) -> np.ndarray:
+    """The decoded frames of ``video`` as a raw .y4m (the fake camera's input); returns them
+    as RGB (BT.601 limited range, as Chromium converts them)."""
+    import av
+
+    rgb = []
+    with av.open(str(video)) as source, av.open(str(target), "w", format="yuv4mpegpipe") as out:
+        decoded = source.streams.video[0]
+        stream = out.add_stream("rawvideo", rate=decoded.average_rate)
+        stream.width, stream.height, stream.pix_fmt = decoded.width, decoded.height, "yuv420p"
+        for frame in source.decode(decoded):
+            frame = frame.reformat(format="yuv420p")
+            rgb.append(frame.to_ndarray(format="rgb24"))
+            out.mux(stream.encode(frame))
+    return np.asarray(rgb)
+
+
+@contextlib.contextmanager
+def serving(artifact: Path):
+    """``grw-edge serve ARTIFACT --port 0`` in a subprocess; yields the URL it prints."""
+    process = subprocess.Popen([sys.executable, "-m", "grw_edge.cli", "serve", str(artifact),
+                                "--port", "0"], stdout=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()
+        match = re.search(r"http://\S+/", line)
+        assert match, f"grw-edge serve printed {line!r}"
+        yield match.group(0)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_demo_in_chromium(js_case, tmp_path):
+    """The demo page with a fake camera playing a synthetic video: the page's top-1 equals
+    the Python session's on the same frames; a damaged artifact shows a readable error."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"no Chromium at {CHROMIUM}: install Debian's chromium (.ci/run does) or "
+                    f"set CHROMIUM")
+    js_build()
+    make_synthetic_dataset(tmp_path / "synthetic", videos_per_class=1, test_videos_per_class=1,
+                           frames=40, size=96, fps=10)
+    camera = write_y4m(tmp_path / "synthetic" / "test" / "yaw" / "yaw_0000.mp4",
+                       tmp_path / "camera.y4m")
+    artifact = Path(json.loads((js_case / "case.json").read_text())["artifact"])
+    damaged = tmp_path / "damaged"
+    shutil.copytree(artifact, damaged)
+    with serving(artifact) as url, serving(damaged) as bad_url:
+        (damaged / "head.onnx").unlink()  # damaged while served: the page must say so
+        result = subprocess.run(
+            [NODE, "test/browser.mjs"], cwd=JS, capture_output=True, text=True, timeout=240,
+            env={**os.environ, "GRW_DEMO_URL": url, "GRW_BAD_URL": bad_url, "GRW_FRAMES": "12",
+                 "GRW_Y4M": str(tmp_path / "camera.y4m"), "GRW_OUT": str(tmp_path),
+                 "CHROMIUM": str(CHROMIUM)})
+    assert result.returncode == 0, result.stderr[-4000:]
+    TEST_ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for name in ("demo.png", "demo-error.png"):
+        shutil.copy(tmp_path / name, TEST_ARTIFACTS / f"js-{name}")
+    report = json.loads((tmp_path / "browser.json").read_text())
+    live = report["live"]
+    assert live["error"] is None, f"{live['error']}; console: {report['logs']}"
+    assert live["isolated"], "the page is not cross-origin isolated (COOP/COEP headers)"
+
+    session = grw_edge.runtimes.open(artifact, backend="onnxruntime", threads=1)
+    session.reset()
+    worst_logits, matched = 0.0, []
+    for shown in live["results"]:
+        rgba = np.frombuffer(base64.b64decode(shown["rgba"]), np.uint8)
+        frame = rgba.reshape(shown["height"], shown["width"], 4)[..., :3]
+        distance = np.abs(camera.astype(np.int16) - frame).mean(axis=(1, 2, 3))
+        matched.append(int(distance.argmin()))
+        assert distance.min() < 2.0, f"a page frame matches no camera frame ({distance.min():.1f})"
+        session.push(np.ascontiguousarray(frame))
+        logits = session.classify()[0]
+        assert shown["top1"] == int(logits.argmax())
+        worst_logits = max(worst_logits, float(np.abs(np.asarray(shown["logits"]) - logits).max()))
+    assert worst_logits <= 1e-3
+    assert len(set(matched)) > 1, "the camera did not move"
+    print(f"browser vs Python: {len(matched)} frames (camera frames {matched}), "
+          f"max |logits| {worst_logits:.2e}, same top-1")
+    assert not report["bad"]["hidden"]
+    assert re.search(r"the manifest names 'head\.onnx', which is missing", report["bad"]["text"])
