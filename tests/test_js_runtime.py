@@ -178,6 +178,19 @@ def test_selftest(js_case):
     run_node("selftest.test.mjs", js_case)
 
 
+def test_react_native_example_typechecks():
+    """The React Native example against the real react-native, onnxruntime-react-native and
+    vision-camera types (it cannot run here)."""
+    example = JS / "examples" / "react-native"
+    if not (example / "node_modules" / "react-native").is_dir():
+        pytest.fail(f"the React Native example's packages are not installed: run "
+                    f"`npm ci --ignore-scripts` in {example} (.ci/run does)")
+    js_build()
+    result = subprocess.run([NODE, "node_modules/typescript/bin/tsc", "--noEmit", "-p",
+                             "tsconfig.json"], cwd=example, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout[-4000:]
+
 # ---------------------------------------------------------------------- the real browser
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))

@@ -83,6 +83,8 @@ export class Session {
   private clipEmbeddings: Float32Array | null = null;
   private fusedLogits: Float32Array | null = null;
   private seen = 0;
+  private generation = 0;  // bumped by reset(): a step still running then belongs to the old stream
+  private queue: Promise<unknown> = Promise.resolve();
 
   protected constructor(
     private readonly ort: OrtModule,
@@ -152,6 +154,7 @@ export class Session {
 
   /** Forget every frame: initial states, empty window. */
   reset(): void {
+    this.generation += 1;
     this.window = [];
     this.clipFrames = [];
     this.clipEmbeddings = null;
@@ -168,11 +171,17 @@ export class Session {
 
   /**
    * Feed one step of frames; resolves to their embeddings (B, t, E) flattened, or null for
-   * a clip-mode artifact (which only collects frames). A batch-B artifact takes an array of
+   * a clip-mode artifact (which only collects frames) and for a push that reset() overtook. A batch-B artifact takes an array of
    * B raw frames, or one Float32Array of B x 3 x t x R x R preprocessed values.
    */
-  async push(frame: Frame | Frame[]): Promise<Float32Array | null> {
+  push(frame: Frame | Frame[]): Promise<Float32Array | null> {
+    const generation = this.generation;
+    return this.exclusive(() => this.pushNow(frame, generation));
+  }
+
+  private async pushNow(frame: Frame | Frame[], generation = this.generation): Promise<Float32Array | null> {
     const input = this.stepInput(frame);
+    if (generation !== this.generation) return null;  // reset() was called after this push
     if (!this.streaming) {
       const perFrame = this.batch * this.frameSize;
       const t = input.length / perFrame;
@@ -182,11 +191,15 @@ export class Session {
       this.seen += t;
       return null;
     }
-    return this.step(input);
+    return this.step(input, generation);
   }
 
   /** Logits of the head over the last N embeddings (fewer at the start), and the top-k. */
-  async classify(): Promise<Classification> {
+  classify(): Promise<Classification> {
+    return this.exclusive(() => this.classifyNow());
+  }
+
+  private async classifyNow(): Promise<Classification> {
     let logits: Float32Array;
     if (this.fusedLogits && this.seen >= this.manifest.frames_per_clip) {
       logits = this.fusedLogits;  // the fused graph's head saw exactly the last N embeddings
@@ -197,7 +210,18 @@ export class Session {
   }
 
   /** Run the artifact's self-test on this device (resets the session before and after). */
-  async selfTest(): Promise<SelfTestReport> {
+  selfTest(): Promise<SelfTestReport> {
+    return this.exclusive(() => this.selfTestNow());
+  }
+
+  /** Calls run one at a time, in order, so that overlapping pushes cannot mix their states. */
+  private exclusive<T>(call: () => Promise<T>): Promise<T> {
+    const result = this.queue.then(call, call);
+    this.queue = result.catch(() => undefined);
+    return result;
+  }
+
+  private async selfTestNow(): Promise<SelfTestReport> {
     const data = readSelfTest(this.artifact);
     const e = this.manifest.embed_dim;
     this.reset();
@@ -206,11 +230,11 @@ export class Session {
       for (let i = 0; i < data.frames.length; i += this.stepFrames) {
         const steps = data.frames.slice(i, i + this.stepFrames);
         const input = this.stepFrames === 1 ? Array(this.batch).fill(steps[0]) : this.preprocessSteps(steps);
-        const embeddings = await this.push(input);
+        const embeddings = await this.pushNow(input);
         if (embeddings) worst = Math.max(worst, maxAbsDiffRows(embeddings, data.embeddings.subarray(i * e, (i + steps.length) * e)));
       }
       if (!this.streaming) worst = maxAbsDiffRows((await this.heldEmbeddings()).data, data.embeddings);
-      return judge(data, worst, (await this.classify()).logits);
+      return judge(data, worst, (await this.classifyNow()).logits);
     } finally {
       this.reset();
     }
@@ -286,7 +310,7 @@ export class Session {
   // ------------------------------------------------------------------ graphs
 
   /** One streaming step: run, check, then hand the outputs to the next step's inputs. */
-  private async step(input: Float32Array): Promise<Float32Array | null> {
+  private async step(input: Float32Array, generation: number): Promise<Float32Array | null> {
     const { manifest, graph } = this;
     const shape = [this.batch, 3, this.stepFrames, this.resolution, this.resolution];
     const feeds: Feeds = { [manifest.input.name]: new this.ort.Tensor("float32", input, shape) };
@@ -294,6 +318,10 @@ export class Session {
     const results = await this.run(graph.session, feeds, manifest.step.file);
     const embeddings = results[graph.embeddings].data as Float32Array;
     const fresh = graph.states.map((state) => results[state.output]);
+    if (generation !== this.generation) {  // reset() while the step ran: the old stream's result
+      fresh.forEach(disposeTensor);
+      return null;
+    }
     const bad = !allFinite(embeddings) || fresh.some((t) => t.location === "cpu" && !allFinite(t.data as Float32Array))
       || (graph.logits !== undefined && !allFinite(results[graph.logits].data as Float32Array));
     if (bad) {
@@ -415,9 +443,11 @@ function checkGraph(manifest: Manifest, graph: Graph, file: string, where: strin
   }
 }
 
+/** No NaN or infinity in `data` (x * 0 is NaN exactly for those; one sum, no branch per value). */
 function allFinite(data: Float32Array): boolean {
-  for (let i = 0; i < data.length; i++) if (!Number.isFinite(data[i])) return false;
-  return true;
+  let sum = 0;
+  for (let i = 0; i < data.length; i++) sum += data[i] * 0;
+  return sum === 0;
 }
 
 function disposeTensor(tensor: ort.Tensor | undefined): void {

@@ -50,3 +50,20 @@ test("reset restarts the stream exactly", async () => {
   assert.ok(session.stateBytes > 0);
   await session.release();
 });
+
+test("overlapping pushes run in order; a step running at reset() is dropped", async () => {
+  const session = await Session.create(info.artifact, { threads: 1 });
+  const reference = await Session.create(info.artifact, { threads: 1 });
+  const size = height * width * 3;
+  const frame = (i) => ({ data: frames.subarray(i * size, (i + 1) * size), width, height, format: "rgb" });
+  const together = await Promise.all([0, 1, 2].map((i) => session.push(frame(i))));
+  for (let i = 0; i < 3; i++) assert.deepEqual(together[i], await reference.push(frame(i)));
+  const running = session.push(frame(3));
+  session.reset();
+  assert.equal(await running, null);
+  reference.reset();
+  assert.deepEqual(await session.push(frame(0)), await reference.push(frame(0)));
+  assert.equal(session.frames, 1);
+  await session.release();
+  await reference.release();
+});
