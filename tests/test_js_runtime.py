@@ -101,8 +101,13 @@ def js_case(artifacts, tmp_path_factory) -> Path:
             preprocess.append({"raw": f"raw{i}.bin", "height": height, "width": width,
                                "resize": resize, "crop": crop, "expected": name})
     _write_nonfinite_artifact(case / "nonfinite")
+    others = {}  # two frames per step (A1S) and a whole-clip backbone (A3B), for the self-test
+    for name in ("movineta1s", "movineta3b"):
+        shutil.copytree(artifacts[name], case / name)
+        write_selftest(case / name, _frames(4, 240, 320, seed=3))
+        others[name] = str(case / name)
     (case / "case.json").write_text(json.dumps({
-        "artifact": str(artifact), "nonfinite": str(case / "nonfinite"),
+        "artifact": str(artifact), "nonfinite": str(case / "nonfinite"), "others": others,
         "frames": list(frames.shape), "embed_dim": manifest.embed_dim,
         "num_classes": manifest.num_classes, "preprocess": preprocess}, indent=1))
     return case
@@ -174,7 +179,8 @@ def test_bad_frames_and_nonfinite_steps(js_case):
 
 
 def test_selftest(js_case):
-    """The artifact's selftest.bin passes in Node; a tampered reference fails it."""
+    """The artifacts' selftest.bin passes in Node (one and two frames per step, whole-clip
+    mode); a tampered reference fails it."""
     run_node("selftest.test.mjs", js_case)
 
 

@@ -40,3 +40,13 @@ test("an artifact without a self-test says so", async () => {
   await assert.rejects(session.selfTest(), (error) => error instanceof ArtifactError && /has no self-test/.test(error.message));
   await session.release();
 });
+
+for (const [name, artifact] of Object.entries(info.others)) {
+  test(`the self-test passes: ${name}`, async () => {
+    const session = await Session.create(artifact, { threads: 1 });
+    const report = await session.selfTest();
+    console.log(name, JSON.stringify(report));
+    assert.ok(report.passed, report.problems.join("; "));
+    await session.release();
+  });
+}
