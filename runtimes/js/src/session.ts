@@ -161,7 +161,8 @@ export class Session {
     this.fusedLogits = null;
     this.seen = 0;
     if (!this.streaming) return;
-    for (const tensor of this.states.values()) disposeTensor(tensor);
+    const old = [...this.states.values()];  // GPU states: freed once a running step is done
+    this.queue = this.queue.then(() => old.forEach(disposeTensor));
     this.states = new Map(this.graph.states.map((state) => {
       const size = state.shape.reduce((a, d) => a * d, 1);
       const data = new Float32Array(size).fill(state.init);
@@ -416,7 +417,8 @@ function checkGraph(manifest: Manifest, graph: Graph, file: string, where: strin
   const inputs = new Set(session.inputNames);
   const outputs = new Set(session.outputNames);
   const expectedInputs = [manifest.input.name, ...(manifest.mode === "streaming" ? graph.states.map((s) => s.input) : [])];
-  const expectedOutputs = [graph.embeddings, ...graph.states.map((s) => s.output)];
+  const expectedOutputs = [graph.embeddings, ...(graph.logits ? [graph.logits] : []),
+    ...graph.states.map((s) => s.output)];
   const problems = [
     ...expectedInputs.filter((n) => !inputs.has(n)).map((n) => `${file} has no input '${n}'`),
     ...[...inputs].filter((n) => !expectedInputs.includes(n)).map((n) => `${file} input '${n}' is not in the manifest`),
