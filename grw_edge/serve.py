@@ -7,7 +7,6 @@ Paths: ``/`` the demo (runtimes/js/demo), ``/js/`` the built package (runtimes/j
 from __future__ import annotations
 
 import functools
-import mimetypes
 import posixpath
 from collections.abc import Callable
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -72,7 +71,6 @@ class _Handler(SimpleHTTPRequestHandler):
 def make_server(artifact: str | Path, *, host: str = "127.0.0.1", port: int = 8000,
                 quiet: bool = True) -> ThreadingHTTPServer:
     """A server for the demo of ``artifact`` (port 0 picks a free port)."""
-    mimetypes.add_type("text/javascript", ".mjs")
     handler = functools.partial(_Handler, routes=demo_routes(Path(artifact)), quiet=quiet)
     try:
         return ThreadingHTTPServer((host, port), handler)

@@ -171,17 +171,24 @@ export class Session {
   }
 
   /**
-   * Feed one step of frames; resolves to their embeddings (B, t, E) flattened, or null for
-   * a clip-mode artifact (which only collects frames) and for a push that reset() overtook. A batch-B artifact takes an array of
-   * B raw frames, or one Float32Array of B x 3 x t x R x R preprocessed values.
+   * Feed one step of frames; resolves to their embeddings (B, t, E) flattened, or null for a
+   * clip-mode artifact (which only collects frames) and for a push that reset() overtook.
+   * The frame is read (and preprocessed) at once, the step runs after the calls before it.
+   * A batch-B artifact takes an array of B raw frames, or one Float32Array of
+   * B x 3 x t x R x R preprocessed values.
    */
   push(frame: Frame | Frame[]): Promise<Float32Array | null> {
     const generation = this.generation;
-    return this.exclusive(() => this.pushNow(frame, generation));
+    let input: Float32Array;
+    try {
+      input = this.stepInput(frame);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.exclusive(() => this.pushNow(input, generation));
   }
 
-  private async pushNow(frame: Frame | Frame[], generation = this.generation): Promise<Float32Array | null> {
-    const input = this.stepInput(frame);
+  private async pushNow(input: Float32Array, generation: number): Promise<Float32Array | null> {
     if (generation !== this.generation) return null;  // reset() was called after this push
     if (!this.streaming) {
       const perFrame = this.batch * this.frameSize;
@@ -231,7 +238,7 @@ export class Session {
       for (let i = 0; i < data.frames.length; i += this.stepFrames) {
         const steps = data.frames.slice(i, i + this.stepFrames);
         const input = this.stepFrames === 1 ? Array(this.batch).fill(steps[0]) : this.preprocessSteps(steps);
-        const embeddings = await this.pushNow(input);
+        const embeddings = await this.pushNow(this.stepInput(input), this.generation);
         if (embeddings) worst = Math.max(worst, maxAbsDiffRows(embeddings, data.embeddings.subarray(i * e, (i + steps.length) * e)));
       }
       if (!this.streaming) worst = maxAbsDiffRows((await this.heldEmbeddings()).data, data.embeddings);
