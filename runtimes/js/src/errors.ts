@@ -20,9 +20,6 @@ export class NonFiniteOutputError extends GrwEdgeError {}
 /** A runtime backend (ONNX Runtime package, execution provider) that cannot run here. */
 export class BackendUnavailableError extends GrwEdgeError {}
 
-/** The artifact's self-test disagrees with its reference outputs on this device. */
-export class SelfTestError extends GrwEdgeError {}
-
 /** The first line of whatever an underlying library threw, for wrapping in our errors. */
 export function firstLine(error: unknown): string {
   const text = error instanceof Error ? error.message : String(error);

@@ -2,7 +2,6 @@
 export { type ArtifactSource, type LoadedArtifact, fetchSource, loadArtifact } from "./artifact.js";
 export {
   ArtifactError, BackendUnavailableError, GrwEdgeError, InputShapeError, NonFiniteOutputError,
-  SelfTestError,
 } from "./errors.js";
 export { type Frame, framePixels } from "./frames.js";
 export { FORMAT_VERSION, type Manifest, type StateEntry, parseManifest } from "./manifest.js";
