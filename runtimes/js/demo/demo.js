@@ -73,7 +73,8 @@ async function step(video) {
   showTop(top);
   $("frames").textContent = String(demo.session.frames);
   $("latency").textContent = `${latency.toFixed(1)} ms (median ${median(demo.latencies).toFixed(1)} ms)`;
-  $("rate").textContent = `${(sampled.length / 2).toFixed(1)} frames/s (manifest: ${demo.session.manifest.fps} fps)`;
+  const rate = sampled.length > 1 ? (1000 * (sampled.length - 1)) / (now - sampled[0]) : 0;
+  $("rate").textContent = `${rate.toFixed(1)} frames/s (manifest: ${demo.session.manifest.fps} fps)`;
   $("faults").textContent = String(demo.session.faults);
 }
 
