@@ -237,7 +237,8 @@ def serving(artifact: Path):
 
 def test_demo_in_chromium(js_case, tmp_path):
     """The demo page with a fake camera playing a synthetic video: the page's top-1 equals
-    the Python session's on the same frames; a damaged artifact shows a readable error."""
+    the Python session's on the same frames, the self-test button passes, and a damaged
+    artifact shows a readable error."""
     if not CHROMIUM.exists():
         pytest.fail(f"no Chromium at {CHROMIUM}: install Debian's chromium (.ci/run does) or "
                     f"set CHROMIUM")
@@ -258,7 +259,7 @@ def test_demo_in_chromium(js_case, tmp_path):
                  "CHROMIUM": str(CHROMIUM)})
     assert result.returncode == 0, result.stderr[-4000:]
     TEST_ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    for name in ("demo.png", "demo-error.png"):
+    for name in ("demo.png", "demo-selftest.png", "demo-error.png"):
         shutil.copy(tmp_path / name, TEST_ARTIFACTS / f"js-{name}")
     report = json.loads((tmp_path / "browser.json").read_text())
     live = report["live"]
@@ -279,6 +280,7 @@ def test_demo_in_chromium(js_case, tmp_path):
         assert shown["top1"] == int(logits.argmax())
         worst_logits = max(worst_logits, float(np.abs(np.asarray(shown["logits"]) - logits).max()))
     assert worst_logits <= 1e-3
+    assert live["selftest"].startswith("passed"), live["selftest"]
     assert len(set(matched)) > 1, "the camera did not move"
     print(f"browser vs Python: {len(matched)} frames (camera frames {matched}), "
           f"max |logits| {worst_logits:.2e}, same top-1")

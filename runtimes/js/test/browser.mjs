@@ -29,6 +29,12 @@ try {
     top: [...document.querySelectorAll("#top li")].map((li) => li.textContent),
   }), frames);
 
+  await page.click("#selftest");  // the artifact's selftest.bin, in this browser
+  await page.waitForFunction(() => document.querySelector("#selftest-result").textContent !== "–" ||
+    window.grwDemo.error, { timeout: 60_000 });
+  live.selftest = await page.$eval("#selftest-result", (element) => element.textContent);
+  await page.screenshot({ path: join(GRW_OUT, "demo-selftest.png") });
+
   await page.goto(GRW_BAD_URL);
   await page.waitForFunction(() => window.grwDemo && window.grwDemo.error, { timeout: 60_000 });
   await page.screenshot({ path: join(GRW_OUT, "demo-error.png") });
