@@ -565,6 +565,20 @@ def make_synthetic_command(out: str, videos_per_class: int, test_videos_per_clas
                f"for classes {', '.join(summary['classes'])} to {out}")
 
 
+@cli.command("serve")
+@click.argument("artifact", type=click.Path())
+@click.option("--port", type=click.IntRange(min=0, max=65535), default=8000, show_default=True,
+              help="TCP port (0: any free port).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--log/--no-log", default=False, help="Print every request.")
+def serve_command(artifact: str, port: int, host: str, log: bool) -> None:
+    """Serve the live demo page (camera or video file -> top-5) for ARTIFACT, with the
+    JS runtime and onnxruntime-web, on localhost; prints the URL."""
+    from grw_edge.serve import serve
+
+    serve(artifact, host=host, port=port, quiet=not log, echo=click.echo)
+
+
 def _model_from_options(backbone: str | None, checkpoint: str | None, hub: bool,
                         random_init: bool, ema: bool):
     """The model a command was asked for: a checkpoint, random init, or (--hub, or --backbone
