@@ -24,8 +24,7 @@ from onnx import TensorProto, helper
 
 import grw_edge.runtimes
 from grw_edge.data.synthetic import make_synthetic_dataset
-from grw_edge.preprocess import preprocess_frames
-from tests._selftest import write_selftest
+from grw_edge_runtime.preprocess import preprocess
 from tests.conftest import PROJECT_ROOT
 
 JS = PROJECT_ROOT / "runtimes" / "js"
@@ -72,11 +71,11 @@ def _frames(count: int, height: int, width: int, seed: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def js_case(artifacts, tmp_path_factory) -> Path:
-    """The A0S artifact (fused graph, self-test) and what the Python session makes of frames."""
+    """The A0S artifact (fused graph, the exporter's self-test) and what the Python session
+    and the Python runtime's preprocessing make of frames."""
     case = tmp_path_factory.mktemp("js-case")
     artifact = case / "a0s"
-    shutil.copytree(artifacts["movineta0s"], artifact)
-    write_selftest(artifact, _frames(8, 240, 320, seed=1))
+    shutil.copytree(artifacts["movineta0s"], artifact)  # its selftest.bin is the exporter's
 
     frames = _frames(54, 72, 96, seed=2)  # past the 50-frame window: the fused logits count
     session = grw_edge.runtimes.open(artifact, backend="onnxruntime", threads=1)
@@ -91,25 +90,24 @@ def js_case(artifacts, tmp_path_factory) -> Path:
 
     manifest = session.manifest
     settings = [(int(manifest.input["preprocess"]["resize"][0]), manifest.resolution), (200, 172)]
-    preprocess = []
+    cases = []
     for i, (height, width) in enumerate(PREPROCESS_SIZES):
         raw = _frames(1, height, width, seed=10 + i)[0]
         raw.tofile(case / f"raw{i}.bin")
         for resize, crop in settings:
             name = f"pre{i}_{resize}_{crop}.bin"
-            preprocess_frames(raw, resize=resize, crop=crop).numpy().tofile(case / name)
-            preprocess.append({"raw": f"raw{i}.bin", "height": height, "width": width,
+            preprocess(raw, resize=resize, crop=crop).tofile(case / name)
+            cases.append({"raw": f"raw{i}.bin", "height": height, "width": width,
                                "resize": resize, "crop": crop, "expected": name})
     _write_nonfinite_artifact(case / "nonfinite")
     others = {}  # two frames per step (A1S) and a whole-clip backbone (A3B), for the self-test
     for name in ("movineta1s", "movineta3b"):
         shutil.copytree(artifacts[name], case / name)
-        write_selftest(case / name, _frames(4, 240, 320, seed=3))
         others[name] = str(case / name)
     (case / "case.json").write_text(json.dumps({
         "artifact": str(artifact), "nonfinite": str(case / "nonfinite"), "others": others,
         "frames": list(frames.shape), "embed_dim": manifest.embed_dim,
-        "num_classes": manifest.num_classes, "preprocess": preprocess}, indent=1))
+        "num_classes": manifest.num_classes, "preprocess": cases}, indent=1))
     return case
 
 
