@@ -162,8 +162,8 @@ class Trainer:
                                    self.rank, self.world)
             cuda = self.device.type == "cuda"
             loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=cfg.workers,
-                                collate_fn=collate_clips, pin_memory=cuda, prefetch_factor=4 if cfg.workers and cuda
-                                else None)
+                                collate_fn=collate_clips, pin_memory=cuda,
+                                prefetch_factor=4 if cfg.workers and cuda else None)
             for batch in loader:
                 parts = self._train_step(batch)
                 self.step += 1
