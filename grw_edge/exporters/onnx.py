@@ -61,6 +61,9 @@ NEXT_SUFFIX = ".next"
 # onnxruntime (1.2x, CPU) crashes while applying this float32-only layout pass to the
 # converted float16 head; it has nothing to do in a float16 graph, so sessions skip it.
 FP16_ORT_WORKAROUND = ["NchwcTransformer"]
+# Targets whose INT8 needs symmetric activations (zero points 0); the others get the
+# asymmetric uint8 activations ONNX Runtime's CPU kernels run fastest.
+SYMMETRIC_INT8_TARGETS = frozenset({"tensorrt"})
 
 
 def export(model: GrwVideoClassifier, out: str | Path, options: ExportOptions, *,
@@ -142,7 +145,8 @@ def reduce_precision(directory: Path, manifest: Manifest, options: ExportOptions
         feeds = step_feeds(step, manifest, clips)
     else:
         feeds = ({manifest.input["name"]: clip} for clip in clips)
-    details = quantize_to_int8(step, feeds)
+    details = quantize_to_int8(step, feeds,
+                               symmetric_activations=manifest.target in SYMMETRIC_INT8_TARGETS)
     return {**details, "graphs": [manifest.step["file"]],
             "float32": [manifest.head["file"]], "calibration": source,
             "calibration_unreadable": skipped}
