@@ -481,9 +481,14 @@ def train_command(backbone: str, data: str, out: str, split: str, init: str | No
               help="Write the tables as Markdown here.")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None,
               help="Write accuracy_vs_gflops.png and latency.png here.")
+@click.option("--compare-tflite", "tflite", multiple=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Also time this TF Lite streaming model (states as inputs and outputs) "
+                   "with LiteRT in the same loop; repeatable. Needs grw-edge[litert].")
 def bench_command(backbones: str, backends: str, threads: int, repeats: int,
                   resolution: int | None, frames: int | None, json_path: str | None,
-                  markdown_path: str | None, plot_dir: str | None) -> None:
+                  markdown_path: str | None, plot_dir: str | None,
+                  tflite: tuple[Path, ...]) -> None:
     """FLOPs (fvcore), per-frame latency and memory, per backbone and backend."""
     from grw_edge._io import atomic_write_path
     from grw_edge.benchmarks.bench import report_text, run_bench, write_plots
@@ -492,7 +497,7 @@ def bench_command(backbones: str, backends: str, threads: int, repeats: int,
     names = [get_backbone(name).name for name in backbones.split(",") if name.strip()]
     chosen = [name.strip() for name in backends.split(",") if name.strip()]
     results = run_bench(names, chosen, threads=threads, repeats=repeats, resolution=resolution,
-                        frames=frames)
+                        frames=frames, tflite=list(tflite))
     click.echo(report_text(results))
     for path, text in ((json_path, json.dumps(results, indent=2) + "\n"),
                        (markdown_path, report_text(results, markdown=True) + "\n")):

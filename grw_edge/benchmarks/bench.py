@@ -40,6 +40,12 @@ PAPER_REFERENCE_POINTS = {
 
 def backend_unavailable(backend: str) -> str | None:
     """Why ``backend`` cannot run here, or None if it can."""
+    if backend == "litert":
+        try:
+            import ai_edge_litert  # noqa: F401
+        except ImportError:
+            return "ai-edge-litert is not installed (extra: grw-edge[litert])"
+        return None
     if backend == "tensorrt":
         try:
             import tensorrt  # noqa: F401
@@ -57,10 +63,11 @@ def backend_unavailable(backend: str) -> str | None:
     return None
 
 
-def run_worker(artifact: Path, backend: str, *, threads: int, repeats: int) -> dict:
+def run_worker(artifact: Path, backend: str, *, threads: int, repeats: int,
+               extra: tuple[str, ...] = ()) -> dict:
     """Time one backend in a fresh process; returns its JSON result."""
     command = [sys.executable, "-m", "grw_edge.benchmarks.worker", str(artifact), backend,
-               "--threads", str(threads), "--repeats", str(repeats)]
+               "--threads", str(threads), "--repeats", str(repeats), *extra]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if done.returncode:
@@ -71,8 +78,9 @@ def run_worker(artifact: Path, backend: str, *, threads: int, repeats: int) -> d
 
 def run_bench(backbones: list[str], backends: list[str], *, threads: int = 1,
               repeats: int = 100, resolution: int | None = None,
-              frames: int | None = None) -> dict:
-    """Measure every backbone on every backend; returns the JSON-ready results."""
+              frames: int | None = None, tflite: list[Path] = ()) -> dict:
+    """Measure every backbone on every backend, and each ``tflite`` streaming model with
+    LiteRT; returns the JSON-ready results."""
     results: dict[str, object] = {
         "schema_version": SCHEMA_VERSION, "threads": threads, "repeats": repeats,
         "machine": {"platform": platform.platform(), "processor": platform.machine(),
@@ -105,6 +113,12 @@ def run_bench(backbones: list[str], backends: list[str], *, threads: int = 1,
                     {"backend": backend, "status": "skipped", "reason": reason} if reason else
                     run_worker(artifact, backend, threads=threads, repeats=repeats))
             results["backbones"][spec.name] = entry
+    if tflite:
+        reason = backend_unavailable("litert")
+        results["tflite"] = {str(path): (
+            {"backend": "litert", "status": "skipped", "reason": reason} if reason else
+            run_worker(path, "litert", threads=threads, repeats=repeats))
+            for path in progress(tflite, desc="bench", unit="tflite")}
     return results
 
 
@@ -177,7 +191,28 @@ def report_text(results: dict, *, markdown: bool = False) -> str:
              "whole clip streamed or, for clip-mode models, in one call; peak resident memory "
              "of the process, and in brackets what the session added to the libraries):",
              format_table(latency_rows(results), markdown=markdown)]
+    if results.get("tflite"):
+        parts += ["", "TF Lite models under LiteRT (the same streaming loop: one frame and the "
+                      "states in, the states carried):",
+                  format_table(tflite_rows(results), markdown=markdown)]
     return "\n".join(parts)
+
+
+def tflite_rows(results: dict) -> list[dict[str, str]]:
+    rows = []
+    for path, result in results.get("tflite", {}).items():
+        if result["status"] != "ok":
+            rows.append({"model": Path(path).name, "step ms": "-", "p90 ms": "-",
+                         "peak RSS": "-", "note": f"{result['status']}: {result['reason']}"})
+            continue
+        step = result["step"]
+        rows.append({"model": Path(path).name, "step ms": f"{step['median_ms']:.2f}",
+                     "p90 ms": f"{step['p90_ms']:.2f}",
+                     "peak RSS": f"{result['peak_rss_mb']:.0f} MB "
+                                 f"(+{result['session_rss_mb']:.0f})",
+                     "note": f"state {result['state_bytes'] / 2**20:.2f} MiB in "
+                             f"{result['states']} tensors"})
+    return rows
 
 
 def write_plots(results: dict, directory: Path) -> list[Path]:
