@@ -178,6 +178,8 @@ def export_command(backbone: str | None, checkpoint: str | None, hub: bool, rand
                f"{parity['max_abs_logits']:.2e}, top-1 agreement {parity['top1_agreement']:.1%}")
     for problem in parity.get("problems", []):
         click.echo(f"warning: below the {manifest.precision} bar (--allow-degraded): {problem}")
+    if manifest.precision == "fp16" and target == "onnx":
+        click.echo(f"note: {manifest.precision_details['note']}")
     if manifest.engine and not manifest.engine.get("built"):
         click.echo(manifest.engine["message"])
 

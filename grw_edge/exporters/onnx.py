@@ -34,7 +34,12 @@ from grw_edge.exporters.artifact import (
     state_entry,
     write_common_files,
 )
-from grw_edge.exporters.precision import convert_to_fp16, quantize_to_int8, step_feeds
+from grw_edge.exporters.precision import (
+    FP16_NOTE,
+    convert_to_fp16,
+    quantize_to_int8,
+    step_feeds,
+)
 from grw_edge.manifest import Manifest
 from grw_edge.models.classifier import GrwVideoClassifier
 from grw_edge.models.fusion import fold_for_inference
@@ -124,7 +129,8 @@ def reduce_precision(directory: Path, manifest: Manifest, options: ExportOptions
             half_precision_io(manifest)
         return {"compute": "float16",
                 "io": "float16" if options.fp16_io else "float32 (casts inside the graphs)",
-                "graphs": graphs, "onnxruntime": {"disabled_optimizers": FP16_ORT_WORKAROUND}}
+                "graphs": graphs, "onnxruntime": {"disabled_optimizers": FP16_ORT_WORKAROUND},
+                "note": FP16_NOTE}
     if manifest.fused:
         raise ExportError("INT8 export does not cover the fused graph; drop --fused")
     skipped: list[str] = []
