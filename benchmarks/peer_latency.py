@@ -32,10 +32,10 @@ PRECISIONS = ("fp32", "int8", "fp16")
 HERE = Path(__file__).resolve().parent
 
 
-def artifacts(work: Path) -> dict[tuple[str, str], Path]:
+def artifacts(work: Path, names: list[str]) -> dict[tuple[str, str], Path]:
     """The ONNX artifacts of every model and precision (exported once, reused after)."""
     made = {}
-    for name in MODELS:
+    for name in names:
         model = None
         for precision in PRECISIONS:
             path = work / f"{name}-{precision}"
@@ -61,17 +61,18 @@ def worker(args: list[str], threads: int, python: str = sys.executable) -> dict[
     return {"wall": step["median_ms"], "cpu": step["cpu_median_ms"]}
 
 
-def one_round(made: dict, tflite_dir: Path, thread_counts: list[int], repeats: int,
-              executorch: str | None, work: Path) -> dict[str, dict[str, float]]:
+def one_round(made: dict, names: list[str], tflite_dir: Path, thread_counts: list[int],
+              repeats: int, executorch: str | None, work: Path
+              ) -> dict[str, dict[str, float]]:
     """One interleaved round: every side of every model once, each in a fresh process."""
     times = {}
     timing = ["--threads", "{t}", "--repeats", str(repeats), "--warmup", "20", "--step-only"]
-    for name, tf_id in MODELS.items():
+    for name in names:
         for t in thread_counts:
             flags = [arg.format(t=t) for arg in timing]
             module = ["-m", "grw_edge.benchmarks.worker"]
-            times[f"{name}|{t}|litert"] = worker(
-                [*module, str(tflite_dir / f"movinet_{tf_id}_stream.tflite"), "litert", *flags], t)
+            tflite = tflite_dir / f"movinet_{MODELS[name]}_stream.tflite"
+            times[f"{name}|{t}|litert"] = worker([*module, str(tflite), "litert", *flags], t)
             for precision in PRECISIONS:
                 times[f"{name}|{t}|{precision}"] = worker(
                     [*module, str(made[name, precision]), "onnxruntime", *flags], t)
@@ -102,7 +103,8 @@ def summarize(all_rounds: list[dict[str, dict[str, float]]], clock: str
             ratio = statistics.median(r[other_key] / r[key] for r in rounds)
             row[f"{other} ms (x LiteRT)"] = f"{ms:.2f} ({ratio:.2f})"
         fp32 = f"{name}|{t}|fp32"
-        row["int8 / fp32"] = (f"{statistics.median(r[f'{name}|{t}|int8'] / r[fp32] for r in rounds):.2f}")
+        int8 = f"{name}|{t}|int8"
+        row["int8 / fp32"] = f"{statistics.median(r[int8] / r[fp32] for r in rounds):.2f}"
         rows.append(row)
     return rows
 
@@ -113,6 +115,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=300)
     parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--backbones", default=",".join(MODELS))
     parser.add_argument("--work", type=Path, default=Path("/tmp/grw-edge-peer"))
     parser.add_argument("--executorch", help="Python of an ExecuTorch environment.")
     parser.add_argument("--profile", action="store_true")
@@ -120,14 +123,14 @@ def main() -> None:
     args = parser.parse_args()
 
     args.work.mkdir(parents=True, exist_ok=True)
-    made = artifacts(args.work)
+    names = args.backbones.split(",")
+    made = artifacts(args.work, names)
     thread_counts = [int(t) for t in args.threads.split(",")]
     rounds = []
     for index in range(args.rounds):
-        rounds.append(one_round(made, args.tflite_dir, thread_counts, args.repeats,
+        rounds.append(one_round(made, names, args.tflite_dir, thread_counts, args.repeats,
                                 args.executorch, args.work))
-        print(f"round {index + 1}: " + json.dumps(
-            {k: round(v["wall"], 3) for k, v in rounds[-1].items()}), flush=True)
+        print(f"round {index + 1}: " + json.dumps(rounds[-1]), flush=True)
     table = "\n\n".join([
         f"Wall clock, ms per frame (median of {len(rounds)} rounds; in brackets the median "
         f"of the within-round ratios to LiteRT):", format_table(summarize(rounds, "wall"),
@@ -144,7 +147,7 @@ def main() -> None:
         import numpy as np
 
         lines = []
-        for name in MODELS:
+        for name in names:
             step = made[name, "fp32"] / "step.onnx"
             side = json.loads((made[name, "fp32"] / "manifest.json").read_text())["resolution"]
             frame = np.random.default_rng(0).random((1, 3, 1, side, side), dtype=np.float32)
