@@ -181,6 +181,8 @@ def export_command(backbone: str | None, checkpoint: str | None, hub: bool, rand
                f"{parity['max_abs_logits']:.2e}, top-1 agreement {parity['top1_agreement']:.1%}")
     for problem in parity.get("problems", []):
         click.echo(f"warning: below the {manifest.precision} bar (--allow-degraded): {problem}")
+    if manifest.precision == "fp16" and target == "onnx":
+        click.echo(f"note: {manifest.precision_details['note']}")
     if manifest.engine and not manifest.engine.get("built"):
         click.echo(manifest.engine["message"])
 
@@ -502,9 +504,14 @@ def train_command(backbone: str, data: str, out: str, split: str, init: str | No
               help="Write the tables as Markdown here.")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None,
               help="Write accuracy_vs_gflops.png and latency.png here.")
+@click.option("--compare-tflite", "tflite", multiple=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Also time this TF Lite streaming model (states as inputs and outputs) "
+                   "with LiteRT in the same loop; repeatable. Needs grw-edge[litert].")
 def bench_command(backbones: str, backends: str | None, device: str, threads: int,
                   repeats: int, resolution: int | None, frames: int | None,
-                  json_path: str | None, markdown_path: str | None, plot_dir: str | None) -> None:
+                  json_path: str | None, markdown_path: str | None, plot_dir: str | None,
+                  tflite: tuple[Path, ...]) -> None:
     """FLOPs (fvcore), per-frame latency and memory, per backbone and backend."""
     from grw_edge._io import atomic_write_path
     from grw_edge.benchmarks.bench import CUDA_BACKENDS, report_text, run_bench, write_plots
@@ -515,7 +522,7 @@ def bench_command(backbones: str, backends: str | None, device: str, threads: in
                             else "torch,onnxruntime,tensorrt,coreml")
     chosen = [name.strip() for name in backends.split(",") if name.strip()]
     results = run_bench(names, chosen, threads=threads, repeats=repeats, resolution=resolution,
-                        frames=frames, device=device)
+                        frames=frames, device=device, tflite=list(tflite))
     click.echo(report_text(results))
     for path, text in ((json_path, json.dumps(results, indent=2) + "\n"),
                        (markdown_path, report_text(results, markdown=True) + "\n")):

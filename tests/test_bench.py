@@ -1,12 +1,13 @@
 """grw-edge bench: FLOPs counts, the JSON schema, plots, and skipped backends."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from grw_edge.benchmarks.bench import run_bench, write_plots
+from grw_edge.benchmarks.bench import backend_unavailable, report_text, run_bench, write_plots
 from grw_edge.benchmarks.flops import UPSTREAM_FVCORE_GFLOPS, _count, count_flops
 from grw_edge.cli import cli
 from grw_edge.models import create_model
@@ -26,10 +27,14 @@ def test_a0s_at_the_paper_setting_matches_upstream_fvcore():
     assert "aten::_native_multi_head_attention" not in counts.skipped
 
 
+# made by benchmarks/build_tflite_movinet.py tiny: an image and a state in, both out
+TINY_TFLITE = Path(__file__).parent / "data" / "tiny_stream.tflite"
+
+
 @pytest.fixture(scope="module")
 def results():
     return run_bench(["movineta0s"], ["torch", "onnxruntime", "runtime", "tensorrt", "coreml"],
-                     threads=1, repeats=5, resolution=32)
+                     threads=1, repeats=5, resolution=32, tflite=[TINY_TFLITE])
 
 
 def test_results_schema_and_skipped_backends(results):
@@ -49,6 +54,18 @@ def test_results_schema_and_skipped_backends(results):
         skipped = entry["backends"][backend]
         assert skipped["status"] == "skipped" and skipped["reason"]
     json.dumps(results)
+
+
+def test_a_tflite_streaming_model_is_timed_with_litert_or_skipped_with_the_reason(results):
+    peer = results["tflite"][str(TINY_TFLITE)]
+    reason = backend_unavailable("litert")
+    if reason:
+        assert peer["status"] == "skipped" and peer["reason"] == reason
+    else:
+        assert peer["status"] == "ok", peer
+        assert peer["states"] == 1 and peer["state_bytes"] == 12
+        assert 0 < peer["step"]["median_ms"] < 50 and peer["threads"] == 1
+    assert "tiny_stream.tflite" in report_text(results)
 
 
 def test_plots_are_written(results, tmp_path):

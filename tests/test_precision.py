@@ -74,11 +74,33 @@ def test_fp16_io_puts_half_precision_at_the_graph_boundary(model, tmp_path):
     assert session.self_test().passed
 
 
-def test_int8_artifact_is_qdq_calibrated_on_videos_and_tensorrt_ready(model, videos, tmp_path,
-                                                                       monkeypatch):
+def dequantized_inputs(graph: onnx.GraphProto, op_type: str) -> list[bool]:
+    """For each ``op_type`` node: is its data input the output of a DequantizeLinear?"""
+    dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    return [n.input[0] in dequantized for n in graph.node if n.op_type == op_type]
+
+
+def test_int8_for_the_cpu_quantizes_every_convolution_and_meets_its_bar(model, videos,
+                                                                         tmp_path):
+    path = export(model, "onnx", tmp_path / "int8cpu", precision="int8",
+                  calibration_data=str(videos), calibration_clips=4,
+                  parity_videos=str(videos), **SMALL)
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["precision_details"]["activations"].startswith("uint8 asymmetric")
+    step = onnx.load(str(path / "step.onnx")).graph
+    convs = dequantized_inputs(step, "Conv")
+    assert len(convs) > 40 and all(convs)  # depthwise too: no float convolution is left
+    assert "HardSwish" in {n.op_type for n in step.node}  # whole: one float island, not two
+    parity = manifest["parity"]
+    assert parity["passed"] and parity["problems"] == [] and parity["clips"] >= 8
+    assert parity["top1_agreement"] >= 1 - tolerances.INT8_TOP1_DROP_POINTS / 100
+
+
+def test_int8_for_tensorrt_is_symmetric_qdq_calibrated_on_videos(model, videos, tmp_path,
+                                                                   monkeypatch):
     # an unreachable bar: --allow-degraded must still write the artifact and say why
     monkeypatch.setattr(tolerances, "INT8_TOP1_DROP_POINTS", -1.0)
-    path = export(model, "onnx", tmp_path / "int8", precision="int8", allow_degraded=True,
+    path = export(model, "tensorrt", tmp_path / "int8", precision="int8", allow_degraded=True,
                   calibration_data=str(videos), calibration_clips=4, **SMALL)
     manifest = json.loads((path / "manifest.json").read_text())
     details = manifest["precision_details"]
@@ -93,7 +115,7 @@ def test_int8_artifact_is_qdq_calibrated_on_videos_and_tensorrt_ready(model, vid
     parity = manifest["parity"]
     assert parity["precision"] == "int8" and not parity["passed"]
     assert "agreement" in parity["problems"][0] and "int8" in parity["problems"][0]
-    report = verify_artifact(path, videos=videos, frames=6)
+    report = verify_artifact(path, videos=videos, frames=6, backend="onnxruntime")
     assert report.precision == "int8" and report.clips == 12
     assert report.self_test["passed"], report.self_test
     assert_self_test_tolerance_from_measurement(manifest)

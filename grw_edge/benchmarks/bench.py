@@ -47,6 +47,12 @@ PAPER_REFERENCE_POINTS = {
 
 def backend_unavailable(backend: str, device: str = "cpu") -> str | None:
     """Why ``backend`` cannot run on ``device`` here, or None if it can."""
+    if backend == "litert":
+        try:
+            import ai_edge_litert  # noqa: F401
+        except ImportError:
+            return "ai-edge-litert is not installed (extra: grw-edge[litert])"
+        return None
     if backend not in BACKENDS:
         return f"unknown backend; choose from {', '.join(BACKENDS)}"
     if backend == "coreml":
@@ -73,17 +79,19 @@ def backend_unavailable(backend: str, device: str = "cpu") -> str | None:
 
 
 def worker_command(artifact: Path, backend: str, *, threads: int, repeats: int,
-                   device: str = "cpu") -> list[str]:
+                   device: str = "cpu", extra: tuple[str, ...] = ()) -> list[str]:
     """The command that times ``backend`` on ``device``, its clock started before its first
-    import."""
+    import: the runtime alone, a TF Lite model under LiteRT, or the toolkit's sessions."""
     if backend in RUNTIME_BACKENDS:
         module = "grw_edge_runtime.bench"
         chosen = ["--backend", "onnxruntime", "--ort-memory", RUNTIME_BACKENDS[backend]]
+    elif backend == "litert":
+        module, chosen = "grw_edge.benchmarks.litert", []
     else:
         module, chosen = "grw_edge.benchmarks.worker", ["--backend", backend, "--device", device]
     boot = f"import time; t0 = time.perf_counter(); from {module} import main; main(t0)"
     return [sys.executable, "-c", boot, str(artifact), *chosen, "--threads", str(threads),
-            "--repeats", str(repeats)]
+            "--repeats", str(repeats), *extra]
 
 
 def run_worker(artifact: Path, backend: str, *, threads: int, repeats: int,
@@ -100,9 +108,11 @@ def run_worker(artifact: Path, backend: str, *, threads: int, repeats: int,
 
 def run_bench(backbones: list[str], backends: list[str], *, threads: int = 1,
               repeats: int = 100, resolution: int | None = None,
-              frames: int | None = None, device: str = "cpu") -> dict:
-    """Measure every backbone on every backend on ``device``; returns the JSON-ready
-    results.  TensorRT runs an engine built here from the same model."""
+              frames: int | None = None, device: str = "cpu",
+              tflite: list[Path] = ()) -> dict:
+    """Measure every backbone on every backend on ``device``, and each ``tflite`` streaming
+    model with LiteRT; returns the JSON-ready results.  TensorRT runs an engine built here
+    from the same model."""
     results: dict[str, object] = {
         "schema_version": SCHEMA_VERSION, "threads": threads, "repeats": repeats,
         "device": torch.cuda.get_device_name() if device == "cuda" and
@@ -143,6 +153,12 @@ def run_bench(backbones: list[str], backends: list[str], *, threads: int = 1,
                 entry["backends"][backend] = run_worker(source, backend, threads=threads,
                                                         repeats=repeats, device=device)
             results["backbones"][spec.name] = entry
+    if tflite:
+        reason = backend_unavailable("litert")
+        results["tflite"] = {str(path): (
+            {"backend": "litert", "status": "skipped", "reason": reason} if reason else
+            run_worker(path, "litert", threads=threads, repeats=repeats))
+            for path in progress(tflite, desc="bench", unit="tflite")}
     return results
 
 
@@ -225,7 +241,28 @@ def report_text(results: dict, *, markdown: bool = False) -> str:
              "peak: the peak before the whole-clip test, what a streaming app holds; runtime: "
              "grw_edge_runtime alone with onnxruntime, no torch):",
              format_table(latency_rows(results), markdown=markdown)]
+    if results.get("tflite"):
+        parts += ["", "TF Lite models under LiteRT (the same streaming loop: one frame and the "
+                      "states in, the states carried):",
+                  format_table(tflite_rows(results), markdown=markdown)]
     return "\n".join(parts)
+
+
+def tflite_rows(results: dict) -> list[dict[str, str]]:
+    rows = []
+    for path, result in results.get("tflite", {}).items():
+        if result["status"] != "ok":
+            rows.append({"model": Path(path).name, "step ms": "-", "p90 ms": "-",
+                         "peak RSS": "-", "note": f"{result['status']}: {result['reason']}"})
+            continue
+        step = result["step"]
+        rows.append({"model": Path(path).name, "step ms": f"{step['median_ms']:.2f}",
+                     "p90 ms": f"{step['p90_ms']:.2f}",
+                     "peak RSS": f"{result['peak_rss_mb']:.0f} MB "
+                                 f"(+{result['session_rss_mb']:.0f})",
+                     "note": f"state {result['state_bytes'] / 2**20:.2f} MiB in "
+                             f"{result['states']} tensors"})
+    return rows
 
 
 def write_plots(results: dict, directory: Path) -> list[Path]:

@@ -35,7 +35,12 @@ from grw_edge.exporters.artifact import (
     state_entry,
     write_common_files,
 )
-from grw_edge.exporters.precision import convert_to_fp16, quantize_to_int8, step_feeds
+from grw_edge.exporters.precision import (
+    FP16_NOTE,
+    convert_to_fp16,
+    quantize_to_int8,
+    step_feeds,
+)
 from grw_edge.exporters.selftest import write_selftest
 from grw_edge.manifest import Manifest
 from grw_edge.models.classifier import GrwVideoClassifier
@@ -64,6 +69,9 @@ NEXT_SUFFIX = ".next"
 # onnxruntime (1.2x, CPU) crashes while applying this float32-only layout pass to the
 # converted float16 head; it has nothing to do in a float16 graph, so sessions skip it.
 FP16_ORT_WORKAROUND = ["NchwcTransformer"]
+# Targets whose INT8 needs symmetric activations (zero points 0); the others get the
+# asymmetric uint8 activations ONNX Runtime's CPU kernels run fastest.
+SYMMETRIC_INT8_TARGETS = frozenset({"tensorrt"})
 
 
 def export(model: GrwVideoClassifier, out: str | Path, options: ExportOptions, *,
@@ -130,7 +138,8 @@ def reduce_precision(directory: Path, manifest: Manifest, options: ExportOptions
             half_precision_io(manifest)
         return {"compute": "float16",
                 "io": "float16" if options.fp16_io else "float32 (casts inside the graphs)",
-                "graphs": graphs, "onnxruntime": {"disabled_optimizers": FP16_ORT_WORKAROUND}}
+                "graphs": graphs, "onnxruntime": {"disabled_optimizers": FP16_ORT_WORKAROUND},
+                "note": FP16_NOTE}
     if manifest.fused:
         raise ExportError("INT8 export does not cover the fused graph; drop --fused")
     skipped: list[str] = []
@@ -151,7 +160,8 @@ def reduce_precision(directory: Path, manifest: Manifest, options: ExportOptions
         feeds = step_feeds(step, manifest, clips)
     else:
         feeds = ({manifest.input["name"]: clip} for clip in clips)
-    details = quantize_to_int8(step, feeds)
+    details = quantize_to_int8(step, feeds,
+                               symmetric_activations=manifest.target in SYMMETRIC_INT8_TARGETS)
     return {**details, "graphs": [manifest.step["file"]],
             "float32": [manifest.head["file"]], "calibration": source,
             "calibration_unreadable": skipped}

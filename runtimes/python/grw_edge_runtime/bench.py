@@ -27,9 +27,10 @@ CAMERA_FRAME = (240, 320, 3)  # the raw frame pushed to time preprocessing + ste
 
 
 def measure(open_session: Callable[..., StreamingSession], artifact: str, backend: str | None,
-            *, started: float, threads: int, repeats: int, warmup: int, **options) -> dict:
+            *, started: float, threads: int, repeats: int, warmup: int,
+            step_only: bool = False, **options) -> dict:
     """Import + open time, per-frame latency (preprocessed and raw uint8 frames), head and
-    whole-clip latency, and peak memory of one session."""
+    whole-clip latency, and peak memory of one session (``step_only``: the step alone)."""
     imported = peak_rss_mb()  # the libraries alone, before the session
     session = open_session(artifact, backend, threads=threads, **options)
     result: dict[str, object] = {"backend": session.backend, "threads": threads,
@@ -44,6 +45,8 @@ def measure(open_session: Callable[..., StreamingSession], artifact: str, backen
         step = time_calls(lambda: session.push(frame), repeats=repeats, warmup=warmup)
         result["step"] = step.to_dict()
         result["frames_per_s"] = 1e3 * manifest.batch * step_frames / step.median_ms
+        if step_only:
+            return result
         result["raw_step"] = time_calls(lambda: session.push(raw), repeats=repeats,
                                         warmup=warmup).to_dict()
     preprocessing = manifest.input["preprocess"]
@@ -91,6 +94,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ort-memory", choices=("default", "lean"), default=None,
                         help="onnxruntime allocator settings (see OnnxRuntimeSession)")
     parser.add_argument("--device", default=None, help="the session's device [its default]")
+    parser.add_argument("--step-only", action="store_true",
+                        help="time the streaming step only (no head, no whole clip)")
     return parser.parse_args(argv)
 
 
@@ -106,4 +111,4 @@ def main(started: float, open_session: Callable[..., StreamingSession] | None = 
         options["device"] = args.device
     json.dump(measure(open_session, args.artifact, args.backend, started=started,
                       threads=args.threads, repeats=args.repeats, warmup=args.warmup,
-                      **options), sys.stdout)
+                      step_only=args.step_only, **options), sys.stdout)
