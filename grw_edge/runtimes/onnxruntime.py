@@ -85,6 +85,12 @@ class OnnxRuntimeSession(StreamingSession):
         self._states = {state.input: np.full(state.shape, state.init, dtype=state.dtype)
                         for state in self.manifest.states}
 
+    def _get_states(self) -> dict[str, np.ndarray]:
+        return {s.name: self._states[s.input] for s in self.manifest.states}
+
+    def _set_states(self, states: dict[str, np.ndarray]) -> None:
+        self._states = {s.input: states[s.name].astype(s.dtype) for s in self.manifest.states}
+
     def _run_step(self, frames: np.ndarray) -> np.ndarray:
         feed = {self.manifest.input["name"]: frames.astype(self._input_dtype, copy=False),
                 **self._states}

@@ -58,6 +58,13 @@ class TorchSession(StreamingSession):
         states = [s.float() for s in initial_states(self.manifest.states, device=self.device)]
         self._states = {entry.name: tensor for entry, tensor in zip(self.manifest.states, states)}
 
+    def _get_states(self) -> dict[str, np.ndarray]:
+        return {name: value.cpu().numpy() for name, value in self._states.items()}
+
+    def _set_states(self, states: dict[str, np.ndarray]) -> None:
+        self._states = {name: torch.from_numpy(value).to(self.device)
+                        for name, value in states.items()}
+
     @torch.no_grad()
     def _run_step(self, frames: np.ndarray) -> np.ndarray:
         embeddings, self._states = self.model.video_backbone.step(
