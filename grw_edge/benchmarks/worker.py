@@ -40,18 +40,26 @@ def measure(artifact: str, backend: str, *, threads: int, repeats: int, warmup: 
     return result
 
 
+def proc_status_mib(field: str) -> float | None:
+    """A memory field of Linux's /proc/self/status (VmRSS, VmHWM, ...) in MiB; None elsewhere."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def _peak_rss_mb() -> float:
     """Peak resident memory of this process in MiB.
 
     Linux's VmHWM belongs to the address space that exec created; ``ru_maxrss`` would still
     hold the peak of the parent that spawned this worker.
     """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
+    peak_hwm = proc_status_mib("VmHWM")
+    if peak_hwm is not None:
+        return peak_hwm
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes there, KiB here
 
