@@ -300,7 +300,7 @@ class MoViNetEncoder(nn.Module):
         states = states or {}
         next_states: States = {}
         batch, frames = (x.shape[0], x.shape[1]) if self.causal else (x.shape[0], x.shape[2])
-        ticks = None
+        ticks = digits = None
         if self.causal:
             x = x.flatten(0, 1)
             if states or keep_states:
@@ -311,7 +311,6 @@ class MoViNetEncoder(nn.Module):
                 for _ in range(frames):
                     tick, digits = frame_tick(digits)
                     ticks.append(tick)
-                next_states[FRAME_COUNT] = digits
         x = self.conv1(x)
         for name, block in self.blocks.items():
             prefix = f"blocks.{name}."
@@ -322,8 +321,8 @@ class MoViNetEncoder(nn.Module):
         x = self.conv7(x)
         if self.causal:
             features = x.mean(dim=(2, 3)).unflatten(0, (batch, frames))
-            if ticks is not None:  # the counter last, as the exporters order states
-                next_states[FRAME_COUNT] = next_states.pop(FRAME_COUNT)
+            if digits is not None:  # the counter last, as the exporters order states
+                next_states[FRAME_COUNT] = digits
         else:
             features = x.mean(dim=(3, 4)).transpose(1, 2)  # (B, C, T) -> (B, T, C)
         return self.classifier(features), next_states
