@@ -22,6 +22,7 @@ import torch
 from grw_edge._progress import progress
 from grw_edge.data.kinetics import DatasetError, build_index
 from grw_edge.data.video import VideoDecodeError
+from grw_edge.errors import GrwEdgeError
 from grw_edge.evaluate import label_map
 from grw_edge.predict import sampled_frames
 from grw_edge.preprocess import ClipProtocol
@@ -126,6 +127,9 @@ def _mean(values: np.ndarray) -> float:
 
 def open_policies(names: Sequence[str], open_session: Callable[[], object]) -> dict[str, object]:
     """The named policies (``grw_edge_runtime.policies``) over fresh sessions."""
-    from grw_edge_runtime.policies import make_policy
-
+    try:
+        from grw_edge_runtime.policies import make_policy
+    except ImportError:
+        raise GrwEdgeError("stream policies come with the device runtime: pip install "
+                           "grw-edge-runtime (runtimes/python)") from None
     return {name: make_policy(name, open_session) for name in names}
