@@ -151,6 +151,10 @@ def long_stream_parity(reference: GrwVideoClassifier, session: StreamingSession,
     for warmup in warmups:
         with torch.no_grad():
             _, states = reference.video_backbone.step(warmup.transpose(1, 2))
+        if {s.name for s in manifest.states} != states.keys():
+            raise ArtifactError(f"{session.artifact} keeps its states in another layout than "
+                                f"this grw-edge (an older export: se.cumsum); re-export it, or "
+                                f"skip the long-stream check (--no-long-stream)")
         for frames in after:
             moved = states_after(states, frames)
             X = torch.rand(manifest.batch, 3, steps, manifest.resolution, manifest.resolution,
