@@ -36,6 +36,7 @@ UPSTREAM_VERSION = 10
 UPSTREAM_TRANSFORMER_PARAMS = "grw_smoothing_models.model.attention.TransformerParams"
 FORMAT_NAME = "grw-edge-checkpoint"
 FORMAT_VERSION = 1
+TORCH_SAVE_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save: zip archive, or legacy pickle
 _BACKBONE_PREFIX = "video_backbone._encoder."
 _EMBEDDING_PREFIX = _BACKBONE_PREFIX + "classifier."  # sized by the head, not the arch
 
@@ -117,8 +118,12 @@ def read_snapshot(path: str | os.PathLike[str]) -> Snapshot:
         head = handle.read(9)
     if len(head) == 9 and head[8:9] == b"{":
         snapshot = _read_grw_edge(path)
-    else:
+    elif head.startswith(TORCH_SAVE_MAGIC):
         snapshot = _read_upstream(path)
+    else:
+        raise CheckpointError(f"{path} is not a checkpoint: neither a PyTorch file (upstream "
+                              f"snapshot) nor a grw-edge safetensors file"
+                              + (" (it is empty)" if not head else ""))
     detected = detect_backbone(snapshot.state_dict)
     if detected != snapshot.backbone:
         raise CheckpointError(
@@ -142,8 +147,9 @@ def _read_upstream(path: Path) -> Snapshot:
             f"refused to load {path}: it holds objects other than weights and could run "
             f"code ({detail}); only trusted GRW checkpoints can be loaded") from None
     except Exception as error:  # torch raises many types for damaged files
-        raise CheckpointError(f"{path} is not a readable checkpoint: "
-                              f"{type(error).__name__}: {str(error).splitlines()[0]}") from None
+        reason = str(error).splitlines()
+        raise CheckpointError(f"{path} is not a readable checkpoint: {type(error).__name__}"
+                              + (f": {reason[0]}" if reason else "")) from None
     if not isinstance(raw, dict) or "model_state" not in raw:
         raise CheckpointError(f"{path} is not a GRW snapshot (no 'model_state' entry)")
     if raw.get("version") != UPSTREAM_VERSION:

@@ -4,8 +4,10 @@ User errors (``GrwEdgeError``) print one line and exit with status 1; no traceba
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -43,7 +45,10 @@ def _weights_options(function):
         click.option("--checkpoint", type=click.Path(), default=None, help="Checkpoint file."),
         click.option("--hub", is_flag=True, help="The published weights, through the Hugging "
                      "Face cache [the default with --backbone]."),
-        click.option("--random-init", is_flag=True, help="Freshly initialised weights."),
+        click.option("--random-init", is_flag=True, help="Seeded random weights with every "
+                     "branch live (states matter), to try the toolchain without a checkpoint."),
+        click.option("--seed", "init_seed", type=int, default=0, show_default=True,
+                     help="Seed of the --random-init weights."),
         click.option("--ema/--no-ema", default=False, show_default=True,
                      help="Use the EMA weights."),
     ]
@@ -151,7 +156,7 @@ def info_command(checkpoint: str, as_json: bool) -> None:
               "Core ML state tensors (needs iOS18/macOS15).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing artifact directory.")
 def export_command(backbone: str | None, checkpoint: str | None, hub: bool, random_init: bool,
-                   ema: bool, target: str, out: str | None, no_reference: bool,
+                   init_seed: int, ema: bool, target: str, out: str | None, no_reference: bool,
                    **options) -> None:
     """Export a model as an artifact directory: graphs, manifest.json, labels.txt."""
     from grw_edge.exporters import export, target_options
@@ -164,7 +169,7 @@ def export_command(backbone: str | None, checkpoint: str | None, hub: bool, rand
         if given and name not in accepted:
             raise click.ClickException(f"--{name.replace('_', '-')} does not apply to "
                                        f"--target {target}")
-    model = _model_from_options(backbone, checkpoint, hub, random_init, ema)
+    model = _model_from_options(backbone, checkpoint, hub, random_init, ema, init_seed)
     out = out or f"{model.backbone_spec.name}-{target}"
     path = export(model, target, out, include_reference=not no_reference,
                   **{name: value for name, value in options.items() if name in accepted})
@@ -179,6 +184,11 @@ def export_command(backbone: str | None, checkpoint: str | None, hub: bool, rand
                f"{parity['clips']} clip(s) x {parity['frames']} frames): max |d embeddings| "
                f"{parity['max_abs_embeddings']:.2e}, max |d logits| "
                f"{parity['max_abs_logits']:.2e}, top-1 agreement {parity['top1_agreement']:.1%}")
+    if parity.get("long_stream"):
+        long = parity["long_stream"]
+        click.echo(f"after 10^5..10^7 frames: max |d embeddings| "
+                   f"{long['max_abs_embeddings']:.2e}, max |d logits| "
+                   f"{long['max_abs_logits']:.2e}, top-1 agreement {long['top1_agreement']:.1%}")
     for problem in parity.get("problems", []):
         click.echo(f"warning: below the {manifest.precision} bar (--allow-degraded): {problem}")
     if manifest.precision == "fp16" and target == "onnx":
@@ -216,16 +226,18 @@ def build_engine_command(artifact: str, workspace_gib: float) -> None:
               "torch on cuda replays CUDA graphs.")
 @click.option("--videos", type=click.Path(file_okay=False), default=None,
               help="Use the first clip of every video under this folder instead of random clips.")
+@click.option("--long-stream/--no-long-stream", default=True, show_default=True,
+              help="Also compare from states as they are after 10^5, 10^6 and 10^7 frames.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def verify_command(artifact: str, backend: str | None, checkpoint: str | None, clips: int,
                    frames: int | None, seed: int, threads: int | None, device: str | None,
-                   videos: str | None, as_json: bool) -> None:
+                   videos: str | None, long_stream: bool, as_json: bool) -> None:
     """Check that ARTIFACT, streamed frame by frame, agrees with the PyTorch reference."""
     from grw_edge.verify import verify_artifact
 
     report = verify_artifact(artifact, backend=backend, checkpoint=checkpoint, clips=clips,
                              frames=frames, seed=seed, threads=threads, videos=videos,
-                             device=device)
+                             device=device, long_stream=long_stream)
     problems = report.failures()
     if as_json:
         click.echo(json.dumps({**report.to_dict(), "passed": not problems,
@@ -240,6 +252,12 @@ def verify_command(artifact: str, backend: str | None, checkpoint: str | None, c
             "self-test": ("-" if report.self_test is None else
                           "PASS" if report.self_test["passed"] else "FAIL"),
             "result": "FAIL" if problems else "PASS"}]))
+        if report.long_stream:
+            ls = report.long_stream
+            click.echo(f"after 10^5..10^7 frames ({ls['clips']} clip(s) x {ls['steps']} more "
+                       f"frames): max |d emb| {ls['max_abs_embeddings']:.2e}, max |d logits| "
+                       f"{ls['max_abs_logits']:.2e}, top-1 agreement "
+                       f"{ls['top1_agreement']:.1%}")
         for path in report.skipped:
             click.echo(f"skipped unreadable video: {path}")
     if problems:
@@ -267,12 +285,18 @@ def verify_command(artifact: str, backend: str | None, checkpoint: str | None, c
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
               help="DataLoader worker processes.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Intra-op threads.")
+@click.option("--long-stream", is_flag=True, help="Play the split's videos as one continuous "
+              "stream, frame by frame, and score each stream policy (see --policies).")
+@click.option("--policies", default=None, help="--long-stream: comma-separated stream policies, "
+              "cumulative and reset-every-N [default: cumulative,reset-every-<2 x frames>].")
+@click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
+              help="--long-stream: play the shuffled split this many times in a row.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def eval_command(data_root: str, split: str, backbone: str | None, checkpoint: str | None,
-                 hub: bool, random_init: bool, ema: bool, artifact: str | None, compare: bool,
-                 frames: int | None, fps: float | None, resolution: int | None,
+                 hub: bool, random_init: bool, init_seed: int, ema: bool, artifact: str | None,
+                 compare: bool, frames: int | None, fps: float | None, resolution: int | None,
                  max_clips: int | None, batch_size: int, workers: int, threads: int | None,
-                 as_json: bool) -> None:
+                 long_stream: bool, policies: str | None, repeat: int, as_json: bool) -> None:
     """Top-1/top-5 accuracy and loss on a video folder (runs under torchrun too)."""
     from grw_edge.data.kinetics import VideoClipDataset
     from grw_edge.distributed import local_device
@@ -295,7 +319,7 @@ def eval_command(data_root: str, split: str, backbone: str | None, checkpoint: s
     else:
         if compare:
             raise click.ClickException("--compare needs --artifact")
-        model = _model_from_options(backbone, checkpoint, hub, random_init, ema)
+        model = _model_from_options(backbone, checkpoint, hub, random_init, ema, init_seed)
         weights = _weights_line(model)
         protocol = ClipProtocol.for_backbone(model.backbone_spec, resolution)
         classes = class_names(model.head_config.num_classes)
@@ -305,6 +329,17 @@ def eval_command(data_root: str, split: str, backbone: str | None, checkpoint: s
 
         torch.set_num_threads(threads)
     protocol = protocol.override(frames, fps)
+    if long_stream:
+        if artifact:
+            open_session = functools.partial(runtimes.open, artifact, threads=threads)
+        else:
+            from grw_edge.runtimes.torch import TorchSession
+
+            open_session = functools.partial(TorchSession.for_model, model,
+                                             resolution=protocol.crop)
+        _long_stream_eval(data_root, split, protocol, open_session, classes, policies, repeat,
+                          init_seed, as_json)
+        return
     dataset = VideoClipDataset(data_root, split, frames_per_clip=protocol.frames, fps=protocol.fps,
                                resize=protocol.resize, crop=protocol.crop)
     report = evaluate(dataset, predictors, classes, batch_size=batch_size, workers=workers,
@@ -321,6 +356,41 @@ def eval_command(data_root: str, split: str, backbone: str | None, checkpoint: s
         _print_eval_report(report, protocol, f"{data_root}/{split}")
     if report.agreement.get("problems"):
         raise click.ClickException("; ".join(report.agreement["problems"]))
+
+
+def _long_stream_eval(data_root: str, split: str, protocol, open_session, classes,
+                      policies: str | None, repeat: int, seed: int, as_json: bool) -> None:
+    """``eval --long-stream``: the split as one stream through each policy."""
+    from grw_edge.long_stream import evaluate_long_stream, open_policies, stream_of_videos
+
+    names = (policies or f"cumulative,reset-every-{2 * protocol.frames}").split(",")
+
+    def windowed():
+        session = open_session()
+        session.set_window(protocol.frames)
+        return session
+
+    try:
+        chosen = open_policies(names, windowed)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    stream, dataset_classes, unreadable = stream_of_videos(data_root, split, protocol,
+                                                           repeat=repeat, seed=seed)
+    report = evaluate_long_stream(stream, chosen, dataset_classes, classes, protocol.frames)
+    report.unreadable = unreadable
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    click.echo(f"{report.videos} videos as one stream of {report.frames} frames at "
+               f"{protocol.fps:g} fps ({protocol.crop}px); accuracy {report.window} frames "
+               f"after each boundary, per quarter of the stream, and of every frame")
+    click.echo(format_table([{
+        "policy": s.policy, f"acc @{report.window}": f"{s.after_boundary:.1%}",
+        "by quarter": " ".join(f"{a:.0%}" for a in s.by_segment),
+        "every frame": f"{s.every_frame:.1%}", "steps/frame": s.steps_per_frame,
+        "ms/frame": f"{s.ms_per_frame:.2f}"} for s in report.scores]))
+    for path in unreadable:
+        click.echo(f"  unreadable: {path}")
 
 
 def _judge_against_reference(report, precision: str) -> None:
@@ -366,7 +436,7 @@ def _print_eval_report(report, protocol, source: str) -> None:
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None)
 @click.option("--resolution", type=click.IntRange(min=32), default=None)
 def predict_command(video: str, backbone: str | None, checkpoint: str | None, hub: bool,
-                    random_init: bool, ema: bool, artifact: str | None, top: int, stream: bool,
+                    random_init: bool, init_seed: int, ema: bool, artifact: str | None, top: int, stream: bool,
                     frames: int | None, fps: float | None, resolution: int | None) -> None:
     """Top labels of VIDEO's first clip, or (--stream) the running prediction per frame."""
     from grw_edge.evaluate import reference_predictor, session_predictor
@@ -382,7 +452,7 @@ def predict_command(video: str, backbone: str | None, checkpoint: str | None, hu
         protocol = ClipProtocol.for_manifest(session.manifest)
         classes = read_labels(session.artifact / session.manifest.labels)
     else:
-        model = _model_from_options(backbone, checkpoint, hub, random_init, ema)
+        model = _model_from_options(backbone, checkpoint, hub, random_init, ema, init_seed)
         protocol = ClipProtocol.for_backbone(model.backbone_spec, resolution)
         classes = class_names(model.head_config.num_classes)
         session = TorchSession.for_model(model, resolution=protocol.crop)
@@ -587,11 +657,11 @@ def serve_command(artifact: str, port: int, host: str, log: bool) -> None:
 
 
 def _model_from_options(backbone: str | None, checkpoint: str | None, hub: bool,
-                        random_init: bool, ema: bool):
-    """The model a command was asked for: a checkpoint, random init, or (--hub, or --backbone
-    alone) the backbone's published weights through the Hugging Face cache."""
+                        random_init: bool, ema: bool, seed: int = 0):
+    """The model a command was asked for: a checkpoint, seeded random weights, or (--hub,
+    or --backbone alone) the backbone's published weights through the Hugging Face cache."""
     from grw_edge.checkpoints import load_checkpoint
-    from grw_edge.models import create_model
+    from grw_edge.models import random_model
 
     chosen = [flag for flag, on in (("--checkpoint", checkpoint), ("--hub", hub),
                                     ("--random-init", random_init)) if on]
@@ -603,7 +673,7 @@ def _model_from_options(backbone: str | None, checkpoint: str | None, hub: bool,
         raise click.ClickException(f"{chosen[0]} needs --backbone" if chosen else
                                    "pass --backbone B (its published weights) or --checkpoint PATH")
     if random_init:
-        return create_model(backbone).eval()
+        return random_model(backbone, seed=seed)
     return load_checkpoint(backbone, ema=ema, backbone=backbone)
 
 
@@ -616,7 +686,13 @@ def _weights_line(model) -> str:
             f"{origin.hub or origin.path} (sha256 {origin.sha256})")
 
 
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C, so half-written artifacts and checkpoints are removed."""
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminated)
     cli(prog_name="grw-edge")
 
 

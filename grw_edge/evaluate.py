@@ -108,9 +108,15 @@ def evaluate(dataset: VideoClipDataset, predictors: dict[str, Predictor],
              max_clips: int | None = None) -> EvalReport | None:
     """Score every predictor on the dataset; returns the report on rank 0, None elsewhere."""
     if len(dataset) == 0:
+        unreadable = [failure["path"] for failure in dataset.index.failed]
+        listed = ", ".join(unreadable[:5]) + (f" and {len(unreadable) - 5} more"
+                                              if len(unreadable) > 5 else "")
         raise DatasetError(f"no clips of {dataset.frames_per_clip} frames at {dataset.fps} fps "
                            f"in {dataset.split_dir} ({len(dataset.too_short)} videos too "
-                           f"short); use shorter clips (--frames) or a lower --fps")
+                           f"short, {len(unreadable)} unreadable"
+                           + (f": {listed}" if unreadable else "")
+                           + "); use shorter clips (--frames) or a lower --fps"
+                           + (", and check the unreadable files" if unreadable else ""))
     rank, world = distributed_setup()
     selected = chosen_clips(len(dataset), max_clips)
     mine = selected[rank::world]

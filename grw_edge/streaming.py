@@ -18,6 +18,14 @@ from torch import Tensor, nn
 from grw_edge.errors import InputShapeError
 from grw_edge.manifest import StateEntry
 from grw_edge.models.classifier import GrwVideoClassifier, MoViNetBackbone
+from grw_edge.models.movinet import (
+    COUNT_LEVELS,
+    FRAME_COUNT,
+    SE_MEANS,
+    States,
+    frame_digits,
+    level_shares,
+)
 
 EMBEDDING_WINDOW = "embedding_window"
 
@@ -59,6 +67,26 @@ def initial_states(specs: Sequence[StateSpec | StateEntry],
     """Tensors holding each spec's initial value, in spec order."""
     return [torch.full(spec.shape, spec.init, dtype=getattr(torch, spec.dtype), device=device)
             for spec in specs]
+
+
+def states_after(states: dict[str, Tensor], frames: int) -> States:
+    """``states`` of a real stream moved to where a stream with the same statistics would
+    be after ``frames`` frames: the counter reads ``frames`` and every occupied level of
+    each SE holds the stream's cumulative mean so far; temporal buffers are kept.
+
+    Lets a parity check start where precision problems of long streams show (counters at
+    10^7, means built from millions of frames) without streaming that long.
+    """
+    counts = states[FRAME_COUNT]
+    digits = counts.new_tensor(frame_digits(frames)).expand_as(counts)
+    shares = level_shares(counts).reshape(counts.shape[0], COUNT_LEVELS, 1, 1, 1)
+    occupied = (digits > 0).to(counts.dtype).reshape(shares.shape)
+    moved = dict(states)
+    moved[FRAME_COUNT] = digits.clone()
+    for name, value in states.items():
+        if name.endswith(SE_MEANS):
+            moved[name] = (shares * value).sum(dim=1, keepdim=True) * occupied
+    return moved
 
 
 class StreamingStep(nn.Module):

@@ -134,3 +134,36 @@ def test_predict_and_verify_use_the_cached_published_weights(run, hub_cache, tmp
     refused = run("verify", str(out), "--checkpoint", str(other))
     assert refused.exit_code == 1 and len(refused.output.strip().splitlines()) == 1
     assert "sha256 differs from the manifest's" in refused.output
+
+
+@pytest.mark.parametrize("content", [b"a text file, not weights\n", b""])
+def test_a_file_that_is_no_checkpoint_is_one_line(run, tmp_path, content):
+    path = tmp_path / "notes.txt"
+    path.write_bytes(content)
+    result = run("export", "--checkpoint", str(path), "--out", str(tmp_path / "out"))
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1 and "is not a checkpoint" in lines[0]
+
+
+def test_random_init_is_seeded_and_every_state_matters(run, tmp_path):
+    """--random-init draws seeded weights with live ReZero branches: the artifact holds
+    the weights random_model(seed) gives, and perturbing any state changes the output."""
+    from grw_edge.checkpoints import load_checkpoint
+    from grw_edge.models import random_model
+
+    out = tmp_path / "a0s"
+    result = run("export", "--backbone", "movineta0s", "--random-init", "--seed", "3",
+                 "--resolution", "32", "--parity-frames", "2", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    exported = load_checkpoint(out / "reference.safetensors").state_dict()
+    same, other = random_model("movineta0s", seed=3), random_model("movineta0s", seed=4)
+    assert all(torch.equal(value, same.state_dict()[key]) for key, value in exported.items())
+    assert not torch.equal(other.state_dict()["ln.weight"], exported["ln.weight"])
+    backbone = same.video_backbone
+    frame = torch.rand(1, 3, 1, 32, 32)
+    with torch.no_grad():
+        _, states = backbone.step(torch.rand(1, 3, 5, 32, 32))
+        expected, _ = backbone.step(frame, states)
+        for name, value in states.items():
+            changed = {**states, name: value + 1 if name != "frame_count" else value * 2}
+            assert (backbone.step(frame, changed)[0] - expected).abs().max() > 1e-6, name

@@ -118,3 +118,29 @@ def test_verify_on_real_videos_skips_the_corrupt_one(folder, artifact):
     report = verify_artifact(artifact, videos=folder, frames=4)
     assert report.clips == 4 and report.failures() == []
     assert [p.endswith("corrupt.mp4") for p in report.skipped] == [True]
+
+
+def test_a_folder_of_unreadable_videos_lists_them(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / "test" / name).mkdir(parents=True)
+        (tmp_path / "test" / name / "broken.mp4").write_bytes(b"not a video" * 64)
+    result = run("eval", "--data", str(tmp_path), "--backbone", "movineta0s", "--random-init",
+                 "--resolution", "32", *CLIP, env={"cache": str(tmp_path / "cache")})
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1
+    assert "2 unreadable: a/broken.mp4, b/broken.mp4" in lines[0]
+
+
+def test_long_stream_scores_each_policy(folder, artifact, tmp_path):
+    result = run("eval", "--data", str(folder), "--artifact", str(artifact), "--long-stream",
+                 "--policies", "cumulative,reset-every-6", "--repeat", "2", *CLIP, "--json",
+                 env={"cache": str(tmp_path)})
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["videos"] == 8 and report["frames"] == 8 * 8 and report["window"] == 4
+    assert report["unreadable"] == ["abseiling/corrupt.mp4"]
+    cumulative, reset = report["scores"]
+    assert (cumulative["policy"], reset["policy"]) == ("cumulative", "reset-every-6")
+    assert (cumulative["steps_per_frame"], reset["steps_per_frame"]) == (1, 2)
+    for scores in (cumulative, reset):
+        assert 0 <= scores["after_boundary"] <= 1 and len(scores["by_segment"]) == 4

@@ -38,22 +38,22 @@ def test_streaming_matches_the_whole_clip(name, chunk):
     streamed = torch.cat(pieces, dim=1)
     assert (streamed - whole).abs().max().item() <= 1e-4
     assert states.keys() == final_states.keys()
-    assert states[FRAME_COUNT].tolist() == [7.0]
+    assert states[FRAME_COUNT].tolist() == [[7.0, 0.0, 0.0, 0.0, 0.0]]
 
 
 def test_state_names_follow_module_paths():
     model = small_model("movineta0s")
     with torch.no_grad():
         _, states = model.video_backbone.step(torch.rand(2, 3, 1, 48, 48))
-    # A0's first block has a (1, 5, 5) kernel: no temporal buffer, but an SE running sum.
+    # A0's first block has a (1, 5, 5) kernel: no temporal buffer, but SE level means.
     assert "blocks.b0_l0.deep.buffer" not in states
-    # Frames-first layouts: buffers (B, k_t - 1, C, H, W), running sums (B, 1, C, 1, 1).
-    assert states["blocks.b0_l0.se.cumsum"].shape == (2, 1, 24, 1, 1)
+    # Frames-first layouts: buffers (B, k_t - 1, C, H, W), SE level means (B, L, C, 1, 1).
+    assert states["blocks.b0_l0.se.means"].shape == (2, 5, 24, 1, 1)
     assert states["blocks.b1_l0.deep.buffer"].shape == (2, 2, 80, 6, 6)  # after its stride 2
     assert states["blocks.b2_l0.deep.buffer"].shape[1] == 4  # k_t = 5
-    assert states[FRAME_COUNT].shape == (2,)
+    assert states[FRAME_COUNT].shape == (2, 5)
     buffers = [name for name in states if name.endswith("deep.buffer")]
-    sums = [name for name in states if name.endswith("se.cumsum")]
+    sums = [name for name in states if name.endswith("se.means")]
     assert len(sums) == 15 and len(buffers) == 11 and len(states) == 27
 
 

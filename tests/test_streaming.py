@@ -26,8 +26,8 @@ def test_state_specs_depend_on_batch_and_resolution(a1s):
     small = state_specs(a1s.video_backbone, batch=1, resolution=48)
     large = state_specs(a1s.video_backbone, batch=2, resolution=96)
     assert [s.name for s in small] == [s.name for s in large]
-    assert small[-1].name == "frame_count" and small[-1].shape == (1,)
-    assert large[-1].shape == (2,)
+    assert small[-1].name == "frame_count" and small[-1].shape == (1, 5)
+    assert large[-1].shape == (2, 5)
     buffer = {s.name: s for s in large}["blocks.b0_l1.deep.buffer"]
     assert buffer.shape == (2, 2, 40, 24, 24) and buffer.dtype == "float32" and buffer.init == 0
     assert all(s.init == 0.0 for s in small)
@@ -52,7 +52,7 @@ def test_folded_step_module_streams_like_the_reference(a1s, frames_per_step):
             outputs.append(embeddings)
         reference = a1s.video_backbone(clip.transpose(1, 2))
     assert (torch.cat(outputs, 1) - reference).abs().max() <= 1e-4
-    assert states[-1].item() == 6.0  # frame_count
+    assert states[-1].tolist() == [[6.0, 0.0, 0.0, 0.0, 0.0]]  # frame_count
 
 
 def test_fused_classifier_matches_the_head_over_the_window(a1s):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from grw_edge._io import umask
+from grw_edge._io import remove_stale_temporaries, temporary_prefix, umask
 from grw_edge.checkpoints import save_checkpoint
 from grw_edge.errors import ExportError, ParityError
 from grw_edge.labels import class_names
@@ -125,18 +125,20 @@ def artifact_directory(out: str | Path, *, overwrite: bool) -> Iterator[Path]:
     """Yield a temporary directory that becomes ``out`` only if the export succeeds.
 
     A failed export leaves nothing behind, and an existing ``out`` is replaced only with
-    ``overwrite`` and only once the new artifact is complete.
+    ``overwrite`` and only once the new artifact is complete.  Staging folders a killed
+    export left for the same ``out`` are removed first.
     """
     target = Path(out)
     if target.exists() and not overwrite:
         raise ExportError(f"{target} already exists; pass --overwrite to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    remove_stale_temporaries(target.parent, target.name)
+    staging = Path(tempfile.mkdtemp(prefix=temporary_prefix(target), dir=target.parent))
     try:
         yield staging
         staging.chmod(0o777 & ~umask())  # mkdtemp makes 0700; give the usual permissions
         if target.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+            retired = Path(tempfile.mkdtemp(prefix=temporary_prefix(target), dir=target.parent))
             target.rename(retired / target.name)
             staging.rename(target)
             shutil.rmtree(retired, ignore_errors=True)

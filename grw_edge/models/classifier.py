@@ -34,8 +34,8 @@ class MoViNetBackbone(nn.Module):
 
     def forward(self, frames: Tensor) -> Tensor:
         """Frames (B, N, 3, H, W) -> embeddings (B, N, E), starting from the initial state."""
-        if self.spec.causal:
-            return self._encoder(frames)[0]  # the causal encoder is frames-first already
+        if self.spec.causal:  # the causal encoder is frames-first already
+            return self._encoder(frames, keep_states=False)[0]
         return self._encoder(frames.transpose(1, 2))[0]
 
     def step(self, frames: Tensor, states: Mapping[str, Tensor] | None = None
@@ -115,6 +115,15 @@ def _init_weights(module: nn.Module) -> None:
     elif isinstance(module, (nn.BatchNorm2d, nn.BatchNorm3d)):
         nn.init.ones_(module.weight)
         nn.init.zeros_(module.bias)
+
+
+def random_model(backbone: str | BackboneSpec, *, seed: int = 0, head: HeadConfig | None = None,
+                 T: int = 5) -> GrwVideoClassifier:
+    """An eval-mode model with seeded random weights and every branch live, to try the
+    toolchain without a checkpoint: unlike the training initialisation (ReZero alphas at
+    0, which silence every residual branch and so every state), changing any state
+    changes the outputs, so parity checks on it can catch state defects."""
+    return randomize_(create_model(backbone, head=head, T=T), seed).eval()
 
 
 @torch.no_grad()

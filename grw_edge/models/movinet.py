@@ -12,14 +12,24 @@ streamed step never transposes.  Base encoders are channels-first, (B, C, T, H, 
 
 State names (stable, used by the exporters), all frames-first:
   ``blocks.<block>.deep.buffer``  (B, k_t - 1, C, H, W) last frames entering a temporal conv
-  ``blocks.<block>.se.cumsum``    (B, 1, C, 1, 1) running sum over time of the SE's
-                                  spatial means
-  ``frame_count``                 (B,) frames seen so far (float), the divisor of the
-                                  SE's cumulative mean
+  ``blocks.<block>.se.means``     (B, L, C, 1, 1) the SE's cumulative mean over time, kept
+                                  as L level means (see :func:`frame_tick`)
+  ``frame_count``                 (B, L) frames seen so far as base-32 digits, least
+                                  significant first (floats, each an integer <= 2048)
+
+Why levels: a running sum grows without bound and a single running mean stops moving once
+its increments fall below half a unit in the last place, so either drifts on long streams
+in float16 (and, after ~10^7 frames, in float32).  Level j holds the mean of the current,
+incomplete block of 32^j frames, built from at most 32 entries (2048 at the top level), so
+every state stays bounded and is accurate to a few units in the last place of its dtype
+whatever the stream's length; the counter's digits are integers float16 holds exactly.
+Exact up to 32^4 * 2048 = 2^31 frames (13 years at 5 fps); after that the top level
+becomes a moving average over its last 2048 entries.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +48,10 @@ from grw_edge.registry import BottleneckSpec, MoViNetArch
 
 States = dict[str, Tensor]
 FRAME_COUNT = "frame_count"
+SE_MEANS = "se.means"
+COUNT_BASE = 32  # frames per level-0 block, level-0 blocks per level-1 block, ...
+COUNT_LEVELS = 5
+COUNT_TOP = 2048  # the top digit stops here: float16 holds every integer up to 2048
 
 
 def _make_divisible(value: float, divisor: int = 8) -> int:
@@ -182,22 +196,30 @@ class SqueezeExcitation(nn.Module):
                              norm=False, activation=False, bias=True)
         self.activation_2 = TfHardSigmoid() if causal else nn.Sigmoid()
 
-    def forward(self, x: Tensor, batch: int, cumsum: Tensor | None = None,
-                frames_seen: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        """``frames_seen`` (B or 1, T, 1, 1, 1): how many frames each cumulative mean covers."""
-        next_cumsum = None
+    def forward(self, x: Tensor, batch: int, means: Tensor | None = None,
+                ticks: list[FrameTick] | None = None) -> tuple[Tensor, Tensor | None]:
+        """``ticks``: one per frame, how the counter moves (None: a whole clip from the
+        start whose memory is not kept, pooled exactly as upstream does)."""
+        next_means = None
         if self.causal:  # x is a frame batch (B * T, C, H, W)
             spatial_mean = x.mean(dim=(2, 3), keepdim=True).unflatten(0, (batch, -1))
-            single_frame = spatial_mean.shape[1] == 1
-            running = spatial_mean if single_frame else torch.cumsum(spatial_mean, dim=1)
-            if cumsum is not None:
-                running = running + cumsum
-            next_cumsum = running if single_frame else running[:, -1:]
-            pooled = torch.cat((running / frames_seen, spatial_mean), dim=2).flatten(0, 1)
+            if ticks is None:
+                seen = torch.arange(1, spatial_mean.shape[1] + 1, dtype=x.dtype, device=x.device)
+                cumulative = torch.cumsum(spatial_mean, dim=1) / seen.reshape(1, -1, 1, 1, 1)
+            else:
+                if means is None:
+                    means = spatial_mean.new_zeros(batch, COUNT_LEVELS, *spatial_mean.shape[2:])
+                steps = []
+                for i, tick in enumerate(ticks):
+                    means, mean = tick.update(means, spatial_mean[:, i:i + 1])
+                    steps.append(mean)
+                cumulative = steps[0] if len(steps) == 1 else torch.cat(steps, dim=1)
+                next_means = means
+            pooled = torch.cat((cumulative, spatial_mean), dim=2).flatten(0, 1)
         else:
             pooled = F.adaptive_avg_pool3d(x, 1)
         scale = self.activation_2(self.fc2(self.activation_1(self.fc1(pooled))))
-        return scale * x, next_cumsum
+        return scale * x, next_means
 
 
 class Bottleneck(nn.Module):
@@ -229,7 +251,7 @@ class Bottleneck(nn.Module):
         self.alpha: nn.Parameter | None = nn.Parameter(torch.tensor(0.0))
 
     def forward(self, x: Tensor, batch: int, states: Mapping[str, Tensor],
-                frames_seen: Tensor | None) -> tuple[Tensor, States]:
+                ticks: list[FrameTick] | None) -> tuple[Tensor, States]:
         residual = self.res(x) if self.res is not None else x
         h = self.expand(x) if self.expand is not None else x
         next_states: States = {}
@@ -237,9 +259,9 @@ class Bottleneck(nn.Module):
             h, next_states["deep.buffer"] = self.deep(h, batch, states.get("deep.buffer"))
         else:
             h = self.deep(h)
-        h, cumsum = self.se(h, batch, states.get("se.cumsum"), frames_seen)
-        if cumsum is not None:
-            next_states["se.cumsum"] = cumsum
+        h, means = self.se(h, batch, states.get(SE_MEANS), ticks)
+        if means is not None:
+            next_states[SE_MEANS] = means
         h = self.project(h)
         if self.alpha is not None:
             h = self.alpha * h
@@ -268,32 +290,121 @@ class MoViNetEncoder(nn.Module):
         self.conv7 = ConvBlock(arch.last_block_channels, arch.head_channels, causal=causal)
         self.classifier = nn.Linear(arch.head_channels, embed_dim)
 
-    def forward(self, x: Tensor, states: Mapping[str, Tensor] | None = None
-                ) -> tuple[Tensor, States]:
-        """Frames (B, T, 3, H, W) if causal, (B, 3, T, H, W) if base -> ((B, T, E), next states)."""
+    def forward(self, x: Tensor, states: Mapping[str, Tensor] | None = None, *,
+                keep_states: bool = True) -> tuple[Tensor, States]:
+        """Frames (B, T, 3, H, W) if causal, (B, 3, T, H, W) if base -> ((B, T, E), next states).
+
+        ``keep_states=False`` with no ``states``: a whole clip whose memory is dropped
+        (training, clip evaluation); the next states are then not computed.
+        """
         states = states or {}
-        frame_count = states.get(FRAME_COUNT)
         next_states: States = {}
         batch, frames = (x.shape[0], x.shape[1]) if self.causal else (x.shape[0], x.shape[2])
-        frames_seen = None
+        ticks = digits = None
         if self.causal:
             x = x.flatten(0, 1)
-            frames_seen = torch.arange(1, frames + 1, dtype=x.dtype, device=x.device)
-            if frame_count is not None:
-                frames_seen = frame_count.unsqueeze(1) + frames_seen
-            frames_seen = frames_seen.reshape(-1, frames, 1, 1, 1)
+            if states or keep_states:
+                digits = states.get(FRAME_COUNT)
+                if digits is None:
+                    digits = x.new_zeros(batch, COUNT_LEVELS)
+                ticks = []
+                for _ in range(frames):
+                    tick, digits = frame_tick(digits)
+                    ticks.append(tick)
         x = self.conv1(x)
         for name, block in self.blocks.items():
             prefix = f"blocks.{name}."
             block_states = {key[len(prefix):]: value for key, value in states.items()
                             if key.startswith(prefix)}
-            x, block_next = block(x, batch, block_states, frames_seen)
+            x, block_next = block(x, batch, block_states, ticks)
             next_states.update({prefix + key: value for key, value in block_next.items()})
         x = self.conv7(x)
         if self.causal:
             features = x.mean(dim=(2, 3)).unflatten(0, (batch, frames))
-            seen = torch.full((batch,), float(frames), dtype=x.dtype, device=x.device)
-            next_states[FRAME_COUNT] = seen if frame_count is None else frame_count + seen
+            if digits is not None:  # the counter last, as the exporters order states
+                next_states[FRAME_COUNT] = digits
         else:
             features = x.mean(dim=(3, 4)).transpose(1, 2)  # (B, C, T) -> (B, T, C)
         return self.classifier(features), next_states
+
+
+@dataclass(frozen=True)
+class FrameTick:
+    """How one more frame changes every SE's level means; computed once per frame from
+    the counter and shared by all blocks.  Each field is (B, L, 1, 1, 1) but ``fresh``
+    (B, 1, 1, 1, 1).
+
+    The frame completes levels 0..k-1 (their digits were all 31) and lands in level k:
+    the value ``v`` entering level k is the mean of the frame and of the completed levels,
+    ``v = fresh * x + sum(push * means)``; level k moves to ``(1 - rate) * m + rate * v``
+    (rate = 1 / its new count), the completed levels restart at 0 and the others keep
+    their means: ``decay * m + rate * v``.  The cumulative mean is ``sum(share * means)``,
+    each level weighted by its share of all frames seen.
+    """
+
+    push: Tensor
+    fresh: Tensor
+    decay: Tensor
+    rate: Tensor
+    share: Tensor
+
+    def update(self, means: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Level means (B, L, C, 1, 1) and a frame's spatial means (B, 1, C, 1, 1) ->
+        (next level means, the cumulative mean over every frame seen (B, 1, C, 1, 1))."""
+        value = self.fresh * x + (self.push * means).sum(dim=1, keepdim=True)
+        means = self.decay * means + self.rate * value
+        return means, (self.share * means).sum(dim=1, keepdim=True)
+
+
+def _level_tables(like: Tensor) -> tuple[Tensor, Tensor]:
+    """For a frame landing in level k (rows): the weight of each level's old mean (columns)
+    and of the frame itself in the value that enters level k."""
+    base, levels = COUNT_BASE, COUNT_LEVELS
+    push = [[(base - 1) * float(base) ** (j - k) if j < k else 0.0 for j in range(levels)]
+            for k in range(levels)]
+    fresh = [float(base) ** -k for k in range(levels)]
+    return like.new_tensor(push), like.new_tensor(fresh)
+
+
+def frame_tick(digits: Tensor) -> tuple[FrameTick, Tensor]:
+    """The update of one more frame for a counter (B, L) of base-32 digits, and the next
+    counter.  Branch-free (comparisons and masks), so every target runs it as is."""
+    full = (digits[:, :-1] == COUNT_BASE - 1).to(digits.dtype)
+    completes = (torch.cumsum(1 - full, dim=1) == 0).to(digits.dtype)  # levels below k
+    completes = torch.cat((completes, torch.zeros_like(digits[:, :1])), dim=1)
+    landing = torch.cat((torch.ones_like(digits[:, :1]), completes[:, :-1]), dim=1) - completes
+    keep = 1 - completes
+    counts = torch.clamp((digits + landing) * keep, max=float(COUNT_TOP))
+    rate = landing / torch.clamp(counts, min=1.0)
+    push_table, fresh_table = _level_tables(digits)
+    push = (landing.unsqueeze(2) * push_table).sum(dim=1)
+    fresh = (landing * fresh_table).sum(dim=1, keepdim=True)
+    shape = (digits.shape[0], -1, 1, 1, 1)
+    tick = FrameTick(push.reshape(shape), fresh.reshape(shape), (keep - rate).reshape(shape),
+                     rate.reshape(shape), level_shares(counts).reshape(shape))
+    return tick, counts
+
+
+def level_shares(counts: Tensor) -> Tensor:
+    """Each level's share of all frames a counter (B, L) has seen, without forming the
+    total (which float16 cannot hold): level by level, in units of that level's blocks."""
+    lower = torch.zeros_like(counts[:, 0])  # frames below level j, in level-j blocks (< 1)
+    within = []  # share of level j among levels 0..j
+    for j in range(counts.shape[1]):
+        total = counts[:, j] + lower
+        within.append(counts[:, j] / torch.clamp(total, min=1.0))
+        lower = total / COUNT_BASE
+    shares, rest = [], torch.ones_like(lower)
+    for share in reversed(within):
+        shares.append(share * rest)
+        rest = rest * (1 - share)
+    return torch.stack(shares[::-1], dim=1)
+
+
+def frame_digits(frames: int) -> list[float]:
+    """``frames`` as the counter's digits (the top one capped at 2048)."""
+    digits = []
+    for _ in range(COUNT_LEVELS - 1):
+        frames, digit = divmod(frames, COUNT_BASE)
+        digits.append(float(digit))
+    return [*digits, float(min(frames, COUNT_TOP))]

@@ -113,6 +113,14 @@ class TorchSession(StreamingSession):
         for entry, tensor in zip(self.manifest.states, states):  # the graph's own buffers
             self._states[entry.name].copy_(tensor)
 
+    def _get_states(self) -> dict[str, np.ndarray]:
+        return {name: value.cpu().numpy() for name, value in self._states.items()}
+
+    def _set_states(self, states: dict[str, np.ndarray]) -> None:
+        self._pending = {name: torch.from_numpy(value).to(self.device)
+                         for name, value in states.items()}
+        self._commit_states()
+
     @torch.no_grad()
     def step_on_device(self, frames: Tensor) -> Tensor:
         """(B, 3, t, R, R) frames on the session's device -> embeddings there; the next

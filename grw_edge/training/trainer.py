@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
-from grw_edge._io import atomic_write_path
+from grw_edge._io import atomic_write_path, remove_stale_temporaries
 from grw_edge._progress import progress_enabled
 from grw_edge.checkpoints import load_checkpoint, read_snapshot, save_checkpoint
 from grw_edge.data.kinetics import DatasetError, VideoClipDataset, collate_clips, device_clips
@@ -102,6 +102,8 @@ class Trainer:
         self.cfg = cfg
         self.out = Path(cfg.out)
         self.rank, self.world = distributed_setup()
+        if self.rank == 0:
+            remove_stale_temporaries(self.out)  # what a killed run left half-written
         self.device = local_device()
         spec = get_backbone(cfg.backbone)
         protocol = ClipProtocol.for_backbone(spec, cfg.resolution).override(cfg.frames, cfg.fps)

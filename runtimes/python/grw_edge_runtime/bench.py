@@ -68,18 +68,26 @@ def measure(open_session: Callable[..., StreamingSession], artifact: str, backen
     return result
 
 
+def proc_status_mib(field: str) -> float | None:
+    """A memory field of Linux's /proc/self/status (VmRSS, VmHWM, ...) in MiB; None elsewhere."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process in MiB.
 
     Linux's VmHWM belongs to the address space that exec created; ``ru_maxrss`` would still
     hold the peak of the parent that spawned this process.
     """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
+    peak = proc_status_mib("VmHWM")
+    if peak is not None:
+        return peak
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes there, KiB here
 

@@ -58,6 +58,18 @@ class CoreMLSession(StreamingSession):
             self._states = {s.input: np.full(s.shape, s.init, dtype=np.float32)
                             for s in self.manifest.states}
 
+    def _get_states(self) -> dict[str, np.ndarray]:
+        if self._stateful:
+            return {s.name: self._state.read_state(s.input) for s in self.manifest.states}
+        return {s.name: self._states[s.input] for s in self.manifest.states}
+
+    def _set_states(self, states: dict[str, np.ndarray]) -> None:
+        if self._stateful:  # Core ML state tensors are float16
+            for s in self.manifest.states:
+                self._state.write_state(s.input, states[s.name].astype(np.float16))
+        else:
+            self._states = {s.input: states[s.name] for s in self.manifest.states}
+
     def _run_step(self, frames: np.ndarray) -> np.ndarray:
         feed = {self.manifest.input["name"]: frames}
         if self._stateful:

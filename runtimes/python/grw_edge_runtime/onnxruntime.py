@@ -137,6 +137,15 @@ class OnnxRuntimeSession(StreamingSession):
         for state in self.manifest.states:
             self._sets[self._current][state.input].fill(state.init)
 
+    def _get_states(self) -> dict[str, np.ndarray]:
+        current = self._sets[self._current]
+        return {s.name: current[s.input].copy() for s in self.manifest.states}
+
+    def _set_states(self, states: dict[str, np.ndarray]) -> None:
+        current = self._sets[self._current]  # the bound buffers: fill them, never replace
+        for s in self.manifest.states:
+            np.copyto(current[s.input], states[s.name], casting="same_kind")
+
     def _run_step(self, frames: np.ndarray) -> np.ndarray:
         np.copyto(self._frame, frames, casting="same_kind")
         self._step.run_with_iobinding(self._bindings[self._current])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import warnings
 from abc import ABC, abstractmethod
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -68,6 +69,32 @@ class StreamingSession(ABC):
         self._clip_embeddings = None
         if self.streaming:
             self._reset_states()
+
+    def set_window(self, frames: int) -> None:
+        """Classify over the last ``frames`` embeddings instead of the manifest's
+        ``frames_per_clip`` (a model trained on shorter clips); empties the window."""
+        if frames < 1:
+            raise InputShapeError(f"the window needs at least one frame, got {frames}")
+        self.window = frames
+        self._embeddings = deque(maxlen=frames)
+        self._frames = deque(maxlen=frames)
+
+    def states(self) -> dict[str, np.ndarray]:
+        """The current states as float32 arrays by state name (to check or persist them)."""
+        if not self.streaming:
+            return {}
+        return {name: np.asarray(value, dtype=np.float32)
+                for name, value in self._get_states().items()}
+
+    def start_from(self, states: Mapping[str, np.ndarray]) -> None:
+        """Continue a stream from ``states`` (float32 arrays by state name, as the PyTorch
+        reference holds them) with an empty window; long-stream checks start here."""
+        if not self.streaming:
+            raise InputShapeError(f"{self.manifest.backbone} is a whole-clip backbone; it has "
+                                  f"no states")
+        self.reset()
+        self._set_states({s.name: np.ascontiguousarray(states[s.name], dtype=np.float32)
+                          for s in self.manifest.states})
 
     def push(self, frame: np.ndarray) -> np.ndarray | None:
         """Feed one step of frames; return their embeddings (B, t, E).
@@ -154,6 +181,14 @@ class StreamingSession(ABC):
     @abstractmethod
     def _reset_states(self) -> None:
         """Restore every state to its initial value."""
+
+    @abstractmethod
+    def _get_states(self) -> dict[str, np.ndarray]:
+        """Every state's current value under its name."""
+
+    @abstractmethod
+    def _set_states(self, states: dict[str, np.ndarray]) -> None:
+        """Replace every state by the float32 value given under its name."""
 
     @abstractmethod
     def _run_step(self, frames: np.ndarray) -> np.ndarray:

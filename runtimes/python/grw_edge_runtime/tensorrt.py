@@ -82,6 +82,14 @@ class TensorRTSession(StreamingSession):
         for state in self.manifest.states:
             self._current[state.input].fill_(state.init)
 
+    def _get_states(self) -> dict[str, np.ndarray]:
+        return {s.name: self._current[s.input].float().cpu().numpy()
+                for s in self.manifest.states}
+
+    def _set_states(self, states: dict[str, np.ndarray]) -> None:
+        for state in self.manifest.states:
+            self._current[state.input].copy_(self._torch.from_numpy(states[state.name]))
+
     def _run_step(self, frames: np.ndarray) -> np.ndarray:
         _, context = self._step
         self._frame_input.copy_(self._torch.from_numpy(frames))
