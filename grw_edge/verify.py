@@ -214,7 +214,8 @@ def measure_parity(reference: GrwVideoClassifier, session: StreamingSession, *, 
     if long_stream and manifest.mode == "streaming":
         long = long_stream_parity(reference, session, warmups[:LONG_STREAM_CLIPS], seed=seed)
     return ParityReport(session.backend, len(warmups), frames, worst_embeddings, worst_logits,
-                        float(np.mean(agreements)), manifest.precision, skipped, long)
+                        float(np.mean(agreements)), manifest.precision, skipped,
+                        long_stream=long)
 
 
 def reference_model(artifact: str | Path, checkpoint: str | Path | None = None
