@@ -18,6 +18,7 @@ start.  A policy wraps sessions (anything with ``reset()``, ``push(frame)`` and
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -36,20 +37,23 @@ class Session(Protocol):
     def classify(self) -> np.ndarray: ...
 
 
-class StreamPolicy:
+class StreamPolicy(ABC):
     """Base of the policies: ``reset``, ``push``, ``classify`` and what a frame costs."""
 
     name: str = ""
     steps_per_frame: int = 1  # model steps a pushed frame costs
 
+    @abstractmethod
     def reset(self) -> None:
-        raise NotImplementedError
+        """Start the stream over."""
 
+    @abstractmethod
     def push(self, frame: np.ndarray) -> Any:
-        raise NotImplementedError
+        """Feed one frame to every session the policy runs."""
 
+    @abstractmethod
     def classify(self) -> np.ndarray:
-        raise NotImplementedError
+        """Logits from the session the policy answers with."""
 
 
 class Cumulative(StreamPolicy):
