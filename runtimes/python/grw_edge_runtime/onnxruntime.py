@@ -2,8 +2,9 @@
 
 ``memory="lean"`` turns off onnxruntime's memory pooling and planning: no CPU arena
 (tensors are freed, not pooled), no memory patterns, initializers allocated directly and
-weights not pre-packed a second time.  On the development VM it saved no resident memory
-and ran slower (``benchmarks/README.md``); it is kept for devices to measure.
+weights not pre-packed a second time.  On the development VM it cut A0S's streaming peak
+from 97 to 94 MB and ran the head and step slower (``benchmarks/README.md``): a trade for
+devices short of memory.
 """
 from __future__ import annotations
 
