@@ -219,12 +219,13 @@ class StreamingSession(ABC):
             raise InputShapeError(f"empty frame of shape {array.shape}: every dimension must "
                                   f"be at least 1")
         b, r, t = self._batch, self._resolution, self._step_frames
-        if array.dtype == np.uint8:
+        if array.dtype == np.uint8:  # preprocessed here: finite and in [0, 1] by construction
             array = self._preprocess_raw(array)
-        if array.dtype != np.float32:
+        elif array.dtype != np.float32:
             raise InputShapeError(f"frames must be uint8 (raw) or float32 (preprocessed), "
                                   f"got {array.dtype}")
-        _check_values(array)
+        else:
+            _check_values(array)
         if array.ndim == 3:
             array = array[None]
         if array.ndim == 4:
