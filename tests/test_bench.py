@@ -20,11 +20,12 @@ def test_toy_convolution_matches_a_hand_count():
 
 
 def test_a0s_at_the_paper_setting_matches_upstream_fvcore():
-    """Temporal convolutions and fused attention are added to fvcore's count, as upstream's
-    count (convolutions, batch norm, attention by hand) has them."""
+    """Temporal convolutions are added to fvcore's count and the attention is counted from
+    its matrix products, as upstream's count (convolutions, batch norm, attention by hand)
+    has them."""
     counts = count_flops(create_model("movineta0s").eval(), 50, 172)
     assert counts.total_gflops == pytest.approx(UPSTREAM_FVCORE_GFLOPS["movineta0s"], rel=5e-3)
-    assert "aten::_native_multi_head_attention" not in counts.skipped
+    assert not {op for op in counts.skipped if "attention" in op or "matmul" in op}
 
 
 # made by benchmarks/build_tflite_movinet.py tiny: an image and a state in, both out

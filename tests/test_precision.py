@@ -1,5 +1,7 @@
 """FP16 and INT8 ONNX artifacts: conversion, calibration, the per-precision bars, refusals."""
 import json
+import subprocess
+import sys
 
 import numpy as np
 import onnx
@@ -55,6 +57,15 @@ def test_fp16_artifact_computes_in_half_with_float32_io(model, tmp_path):
     assert report.precision == "fp16" and report.failures() == []
     assert report.self_test["passed"]  # verify runs the artifact's self-test too
     assert_self_test_tolerance_from_measurement(manifest)
+    assert "onnxruntime" not in manifest["precision_details"]  # no optimizer to turn off
+    # every graph opens with all of onnxruntime's optimisations (a crash would end this
+    # process, so each opens in one of its own)
+    opener = ("import sys, onnxruntime as ort; ort.InferenceSession(sys.argv[1], "
+              "providers=['CPUExecutionProvider'])")
+    for graph in ("step.onnx", "head.onnx", "fused.onnx"):
+        done = subprocess.run([sys.executable, "-c", opener, str(path / graph)],
+                              capture_output=True, text=True, check=False)
+        assert done.returncode == 0, (graph, done.returncode, done.stderr[-300:])
 
 
 def test_fp16_io_puts_half_precision_at_the_graph_boundary(model, tmp_path):

@@ -1,10 +1,9 @@
 """FLOPs with fvcore (one multiply-add = one flop, as the paper counts), split into backbone
 and head, per video and per frame, with the operators fvcore could not count.
 
-Two things fvcore cannot see are added: the multiply-adds of the causal temporal
+One thing fvcore cannot see is added: the multiply-adds of the causal temporal
 convolutions (written as elementwise products, which fvcore ignores as it ignores all
-elementwise work) and the attention of ``nn.MultiheadAttention``'s fused kernel (its
-projections and both matrix products).  Batch norm is counted, as in the paper's numbers.
+elementwise work).  Batch norm is counted, as in the paper's numbers.
 """
 from __future__ import annotations
 
@@ -50,16 +49,9 @@ UPSTREAM_FVCORE_GFLOPS = {"movineta0s": 2.64, "movineta1s": 5.89, "movineta2s": 
                           "movineta3b": 57.65}
 
 
-def _attention_flops(inputs: list, outputs: list) -> int:
-    """aten::_native_multi_head_attention: q/k/v and output projections plus QK^T and AV."""
-    batch, tokens, dim = inputs[0].type().sizes()
-    return batch * (4 * tokens * dim * dim + 2 * tokens * tokens * dim)
-
-
 def _count(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[float, dict]:
     logging.getLogger("fvcore").setLevel(logging.ERROR)
     analysis = FlopCountAnalysis(module.eval(), inputs)
-    analysis.set_op_handle("aten::_native_multi_head_attention", _attention_flops)
     analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
     return analysis.total() / 1e9, dict(analysis.unsupported_ops())
 

@@ -66,9 +66,6 @@ FORBIDDEN_OPS = frozenset({
     "BatchNormalization",  # must have been folded into the convolutions
 })
 NEXT_SUFFIX = ".next"
-# onnxruntime (1.2x, CPU) crashes while applying this float32-only layout pass to the
-# converted float16 head; it has nothing to do in a float16 graph, so sessions skip it.
-FP16_ORT_WORKAROUND = ["NchwcTransformer"]
 # Targets whose INT8 needs symmetric activations (zero points 0); the others get the
 # asymmetric uint8 activations ONNX Runtime's CPU kernels run fastest.
 SYMMETRIC_INT8_TARGETS = frozenset({"tensorrt"})
@@ -138,7 +135,7 @@ def reduce_precision(directory: Path, manifest: Manifest, options: ExportOptions
             half_precision_io(manifest)
         return {"compute": "float16",
                 "io": "float16" if options.fp16_io else "float32 (casts inside the graphs)",
-                "graphs": graphs, "onnxruntime": {"disabled_optimizers": FP16_ORT_WORKAROUND},
+                "graphs": graphs,
                 "note": FP16_NOTE}
     if manifest.fused:
         raise ExportError("INT8 export does not cover the fused graph; drop --fused")

@@ -28,8 +28,8 @@ from grw_edge.manifest import Manifest
 
 INT8_OP_TYPES = ("Conv", "MatMul", "Gemm")
 FP16_NOTE = ("fp16 is for GPUs (TensorRT, CUDA), Core ML and NNAPI-class accelerators; on "
-             "onnxruntime's CPU provider it runs slower than fp32 (CPUs compute it through "
-             "casts, without the NCHWc layout): use fp32 or int8 there")
+             "onnxruntime's CPU provider it runs slower than fp32 (x86 CPUs compute it "
+             "through casts to float32): use fp32 or int8 there")
 VALUE_SUFFIX = "__value"
 
 

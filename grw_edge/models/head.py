@@ -47,18 +47,47 @@ class FeedForward(nn.Module):
         return self.net(x)
 
 
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over (B, N, E), batch first throughout.
+
+    Parameters are named and initialised as ``nn.MultiheadAttention``'s (``in_proj_weight``,
+    ``in_proj_bias``, ``out_proj``), so upstream snapshots load unchanged; unlike it, the
+    sequence is never moved to the front, so exported graphs carry no Transpose before the
+    projections (onnxruntime's CPU layout pass crashes on that pattern in float16).
+    """
+
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"{num_heads} heads do not divide the embedding dim {dim}")
+        self.num_heads = num_heads
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * dim))
+        self.out_proj = nn.Linear(dim, dim)
+        nn.init.xavier_uniform_(self.in_proj_weight)
+        nn.init.zeros_(self.out_proj.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch, tokens, dim = x.shape
+        heads = self.num_heads
+        qkv = nn.functional.linear(x, self.in_proj_weight, self.in_proj_bias)
+        q, k, v = qkv.reshape(batch, tokens, 3 * heads, dim // heads).transpose(1, 2).chunk(3, 1)
+        weights = torch.softmax(q @ k.transpose(-2, -1) * (dim // heads) ** -0.5, dim=-1)
+        return self.out_proj((weights @ v).transpose(1, 2).reshape(batch, tokens, dim))
+
+
 class PreNormLayer(nn.ModuleList):
     """One transformer layer; a ModuleList so its parameters are named ``0/1/2`` as upstream."""
 
     def __init__(self, dim: int, num_heads: int, mlp_dim: int) -> None:
         super().__init__([nn.LayerNorm(dim),
-                          nn.MultiheadAttention(dim, num_heads, batch_first=True),
+                          SelfAttention(dim, num_heads),
                           FeedForward(dim, mlp_dim)])
 
     def forward(self, x: Tensor, drop_path: float = 0.0) -> Tensor:
         norm, attention, feed_forward = self
         normed = norm(x)
-        attended = attention(normed, normed, normed, need_weights=False)[0]
+        attended = attention(normed)
         x = x + torchvision.ops.stochastic_depth(attended, drop_path, "row", self.training)
         return x + torchvision.ops.stochastic_depth(feed_forward(x), drop_path, "row",
                                                     self.training)

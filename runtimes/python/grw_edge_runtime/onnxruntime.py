@@ -70,6 +70,8 @@ class OnnxRuntimeSession(StreamingSession):
         options = session_options(ort, threads=threads, memory=memory)
         providers = _providers(device)
         details = self.manifest.precision_details or {}
+        # fp16 artifacts exported before the head's attention became batch-first list the
+        # layout pass onnxruntime crashed on; honoured so that those artifacts still open
         self._disabled = details.get("onnxruntime", {}).get("disabled_optimizers", [])
         self._step = self._open(ort, self.manifest.step["file"], options, providers)
         self._head = self._open(ort, self.manifest.head["file"], options, providers)
