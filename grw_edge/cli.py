@@ -191,7 +191,7 @@ def export_command(backbone: str | None, checkpoint: str | None, hub: bool, rand
                    f"{long['max_abs_logits']:.2e}, top-1 agreement {long['top1_agreement']:.1%}")
     for problem in parity.get("problems", []):
         click.echo(f"warning: below the {manifest.precision} bar (--allow-degraded): {problem}")
-    if manifest.precision == "fp16" and target == "onnx":
+    if target == "onnx" and (manifest.precision_details or {}).get("note"):
         click.echo(f"note: {manifest.precision_details['note']}")
     if manifest.engine and not manifest.engine.get("built"):
         click.echo(manifest.engine["message"])

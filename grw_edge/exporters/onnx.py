@@ -37,6 +37,7 @@ from grw_edge.exporters.artifact import (
 )
 from grw_edge.exporters.precision import (
     FP16_NOTE,
+    INT8_NOTE,
     convert_to_fp16,
     quantize_to_int8,
     step_feeds,
@@ -157,11 +158,11 @@ def reduce_precision(directory: Path, manifest: Manifest, options: ExportOptions
         feeds = step_feeds(step, manifest, clips)
     else:
         feeds = ({manifest.input["name"]: clip} for clip in clips)
-    details = quantize_to_int8(step, feeds,
-                               symmetric_activations=manifest.target in SYMMETRIC_INT8_TARGETS)
+    for_cpu = manifest.target not in SYMMETRIC_INT8_TARGETS
+    details = quantize_to_int8(step, feeds, symmetric_activations=not for_cpu)
     return {**details, "graphs": [manifest.step["file"]],
             "float32": [manifest.head["file"]], "calibration": source,
-            "calibration_unreadable": skipped}
+            "calibration_unreadable": skipped, **({"note": INT8_NOTE} if for_cpu else {})}
 
 
 def half_precision_io(manifest: Manifest) -> None:

@@ -29,7 +29,10 @@ from grw_edge.manifest import Manifest
 INT8_OP_TYPES = ("Conv", "MatMul", "Gemm")
 FP16_NOTE = ("fp16 is for GPUs (TensorRT, CUDA), Core ML and NNAPI-class accelerators; on "
              "onnxruntime's CPU provider it runs slower than fp32 (x86 CPUs compute it "
-             "through casts to float32): use fp32 or int8 there")
+             "through casts to float32): use fp32 there")
+INT8_NOTE = ("int8 is for TensorRT and NNAPI/QNN-class accelerators; on onnxruntime's CPU "
+             "provider it runs slower than fp32 (no quantized HardSwish, so every convolution "
+             "sits between a dequantize and a quantize): use fp32 there")
 VALUE_SUFFIX = "__value"
 
 
