@@ -144,7 +144,10 @@ def main() -> None:
         "shared machine; with 2 threads it is the sum over both):",
         format_table(summarize(rounds, "cpu"), markdown=True)])
     print(table)
-    profile = ""
+    if args.out:  # before profiling, so that a failing profile loses no measurement
+        args.out.with_suffix(".json").write_text(json.dumps(
+            {"rounds": rounds, "repeats": args.repeats}, indent=2) + "\n")
+        args.out.with_suffix(".md").write_text(table + "\n")
     if args.profile:
         sys.path.insert(0, str(HERE))
         from streaming_latency import profile_by_operator
@@ -154,7 +157,8 @@ def main() -> None:
         lines = []
         for name in names:
             step = made[name, "fp32"] / "step.onnx"
-            side = json.loads((made[name, "fp32"] / "manifest.json").read_text())["resolution"]
+            manifest = json.loads((made[name, "fp32"] / "manifest.json").read_text())
+            side = manifest["input"]["shape"][-1]
             frame = np.random.default_rng(0).random((1, 3, 1, side, side), dtype=np.float32)
             ops = profile_by_operator(step, frame, 1)
             total = sum(us for us, _ in ops.values())
@@ -165,11 +169,9 @@ def main() -> None:
                              f"{count:>4} nodes")
         profile = "\n".join(lines)
         print(profile)
-    if args.out:
-        args.out.with_suffix(".json").write_text(json.dumps(
-            {"rounds": rounds, "repeats": args.repeats}, indent=2) + "\n")
-        args.out.with_suffix(".md").write_text(table + "\n" + (f"\n```\n{profile}\n```\n"
-                                                               if profile else ""))
+        if args.out:
+            with args.out.with_suffix(".md").open("a") as md:
+                md.write(f"\n```\n{profile}\n```\n")
 
 
 if __name__ == "__main__":
