@@ -54,9 +54,9 @@ def artifacts(work: Path, names: list[str]) -> dict[tuple[str, str], Path]:
 def worker(command: list[str], threads: int) -> dict[str, float]:
     """Median step milliseconds, wall clock and CPU, of one fresh worker process."""
     # the ExecuTorch environment sees this checkout's packages only through PYTHONPATH
-    tree = [str(HERE.parent), str(HERE.parent / "runtimes" / "python")]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads),
-           "PYTHONPATH": os.pathsep.join([*tree, os.environ.get("PYTHONPATH", "")])}
+    paths = [str(HERE.parent), str(HERE.parent / "runtimes" / "python"),
+             *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": os.pathsep.join(paths)}
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode or not lines:

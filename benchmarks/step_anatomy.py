@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from grw_edge._tables import format_table
-from grw_edge.exporters.onnx import DEFAULT_OPSET, export_graph
+from grw_edge.exporters.onnx import DEFAULT_OPSET, NEXT_SUFFIX, export_graph
 from grw_edge.models import create_model, randomize_
 from grw_edge.models import movinet
 from grw_edge.models.fusion import fold_for_inference
@@ -95,7 +95,7 @@ def export_step(folded: nn.Module, side: int, path: Path) -> None:
     args = [frame, *(torch.zeros_like(states[name]) for name in names)]
     export_graph(Step(folded.video_backbone, names), args, path,
                  input_names=["frames", *names],
-                 output_names=["embeddings", *(f"{name}.next" for name in names)],
+                 output_names=["embeddings", *(name + NEXT_SUFFIX for name in names)],
                  opset=DEFAULT_OPSET)
 
 
@@ -108,7 +108,7 @@ def stepper(path: Path, threads: int) -> Callable[[], None]:
     feeds = {i.name: np.zeros(i.shape, np.float32) for i in inputs}
     feeds["frames"] = np.random.default_rng(0).random(inputs[0].shape, dtype=np.float32)
     names = [i.name for i in inputs[1:]]
-    outputs = [f"{name}.next" for name in names]
+    outputs = [name + NEXT_SUFFIX for name in names]
 
     def step() -> None:
         feeds.update(zip(names, session.run(outputs, feeds)))
