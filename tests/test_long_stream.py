@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from grw_edge.models import FRAME_COUNT, HeadConfig, create_model, randomize_
-from grw_edge.models.movinet import COUNT_LEVELS, frame_digits, frame_tick, level_shares
+from grw_edge.models.movinet import COUNT_LEVELS, FrameCounter, frame_digits, level_shares
 from grw_edge.streaming import states_after
 from grw_edge.verify import long_stream_parity, verify_artifact
 
@@ -23,7 +23,7 @@ def model():
 @pytest.mark.parametrize("frames", [2047, 2048, 32**3 - 1, 10**7 - 1, 32**4 * 2047 - 1])
 def test_the_counter_is_exact_in_float16(frames):
     digits = torch.tensor([frame_digits(frames)], dtype=torch.float16)
-    _, counted = frame_tick(digits)
+    _, counted = FrameCounter()(digits)
     assert counted.tolist() == [frame_digits(frames + 1)]
     assert sum(d * 32**j for j, d in enumerate(frame_digits(frames))) == frames
 
@@ -38,8 +38,9 @@ def test_the_cumulative_mean_stays_exact_in_float16_after_ten_million_frames():
         digits = torch.tensor([frame_digits(start)], dtype=dtype)
         means = (digits > 0).to(dtype).reshape(1, COUNT_LEVELS, 1, 1, 1).expand(1, -1, 3, 1, 1)
         x = torch.full((1, 1, 3, 1, 1), 2.0, dtype=dtype)
+        counter = FrameCounter()
         for n in range(1, 6001):
-            tick, digits = frame_tick(digits)
+            tick, digits = counter(digits)
             means, mean = tick.update(means, x)
             if n % 1000 == 0:
                 assert abs(mean.double().max().item() / exact(n) - 1) <= bar, (dtype, n)

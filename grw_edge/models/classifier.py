@@ -128,15 +128,16 @@ def random_model(backbone: str | BackboneSpec, *, seed: int = 0, head: HeadConfi
 
 @torch.no_grad()
 def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Draw every parameter and buffer at random (batch-norm statistics and ReZero alphas
+    """Draw every saved parameter and buffer at random (batch-norm statistics and ReZero alphas
     included) so that no branch is silent; for tests and parity checks, not training.
 
     Weights are scaled by 1 / sqrt(fan-in) so activations stay of order one through deep
     networks, as in trained ones, and float32 rounding stays far below the parity bars.
     """
     generator = torch.Generator().manual_seed(seed)
+    saved = model.state_dict().keys()  # not the constants kept as buffers (counter tables)
     for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
-        if not tensor.is_floating_point():
+        if not tensor.is_floating_point() or name not in saved:
             continue
         noise = torch.randn(tensor.shape, generator=generator)
         if tensor.dim() >= 2:  # conv / linear weights

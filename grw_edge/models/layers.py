@@ -67,7 +67,10 @@ class TfAvgPool(nn.Module):
     """3x3 spatial average pool with stride 2 and TensorFlow 'SAME' semantics.
 
     Padded positions are not counted in the mean, exactly as TF does and as the
-    upstream port emulates (odd sizes pad both sides, even sizes pad the far side).
+    upstream port emulates (odd sizes pad both sides, even sizes pad the far side).  Written
+    as a plain pool of the zero-padded input divided by the share of real values under each
+    window (the same pool of ones), so that every target has the operators and no tensor is
+    built from host data (a CUDA graph forbids it).
     """
 
     def forward(self, x: Tensor) -> Tensor:
@@ -75,14 +78,9 @@ class TfAvgPool(nn.Module):
         height, width = x.shape[-2:]
         if height != width:
             raise ValueError(f"TF-like pooling needs square frames, got {height}x{width}")
+        before, after = same_padding_amounts(width, 3, 2)
+        pads = (before, after, before, after)
         planes = x.flatten(0, -4)  # 2D pooling over (..., C', H, W)
-        if width % 2:
-            pooled = F.avg_pool2d(planes, 3, stride=2, padding=1, count_include_pad=False)
-        else:
-            pooled = F.avg_pool2d(F.pad(planes, (0, 1, 0, 1)), 3, stride=2)
-            # The last row and column saw 6 real values of 9 (the corner 4): rescale them.
-            edge = torch.ones(pooled.shape[-2:], dtype=x.dtype, device=x.device)
-            edge[-1, :] *= 1.5
-            edge[:, -1] *= 1.5
-            pooled = pooled * edge
-        return pooled.reshape(*x.shape[:-2], *pooled.shape[-2:])
+        pooled = F.avg_pool2d(F.pad(planes, pads), 3, stride=2)
+        real = F.avg_pool2d(F.pad(torch.ones_like(planes[:1, :1]), pads), 3, stride=2)
+        return (pooled / real).reshape(*x.shape[:-2], *pooled.shape[-2:])

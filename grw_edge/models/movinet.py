@@ -13,7 +13,7 @@ streamed step never transposes.  Base encoders are channels-first, (B, C, T, H, 
 State names (stable, used by the exporters), all frames-first:
   ``blocks.<block>.deep.buffer``  (B, k_t - 1, C, H, W) last frames entering a temporal conv
   ``blocks.<block>.se.means``     (B, L, C, 1, 1) the SE's cumulative mean over time, kept
-                                  as L level means (see :func:`frame_tick`)
+                                  as L level means (see :class:`FrameCounter`)
   ``frame_count``                 (B, L) frames seen so far as base-32 digits, least
                                   significant first (floats, each an integer <= 2048)
 
@@ -289,6 +289,7 @@ class MoViNetEncoder(nn.Module):
         self.blocks = nn.ModuleDict(blocks)
         self.conv7 = ConvBlock(arch.last_block_channels, arch.head_channels, causal=causal)
         self.classifier = nn.Linear(arch.head_channels, embed_dim)
+        self.counter = FrameCounter() if causal else None
 
     def forward(self, x: Tensor, states: Mapping[str, Tensor] | None = None, *,
                 keep_states: bool = True) -> tuple[Tensor, States]:
@@ -309,7 +310,7 @@ class MoViNetEncoder(nn.Module):
                     digits = x.new_zeros(batch, COUNT_LEVELS)
                 ticks = []
                 for _ in range(frames):
-                    tick, digits = frame_tick(digits)
+                    tick, digits = self.counter(digits)
                     ticks.append(tick)
         x = self.conv1(x)
         for name, block in self.blocks.items():
@@ -356,49 +357,77 @@ class FrameTick:
         return means, (self.share * means).sum(dim=1, keepdim=True)
 
 
-def _level_tables(like: Tensor) -> tuple[Tensor, Tensor]:
+def _level_tables() -> tuple[Tensor, Tensor]:
     """For a frame landing in level k (rows): the weight of each level's old mean (columns)
     and of the frame itself in the value that enters level k."""
     base, levels = COUNT_BASE, COUNT_LEVELS
     push = [[(base - 1) * float(base) ** (j - k) if j < k else 0.0 for j in range(levels)]
             for k in range(levels)]
-    fresh = [float(base) ** -k for k in range(levels)]
-    return like.new_tensor(push), like.new_tensor(fresh)
+    fresh = [[float(base) ** -k] for k in range(levels)]
+    return torch.tensor(push), torch.tensor(fresh)
 
 
-def frame_tick(digits: Tensor) -> tuple[FrameTick, Tensor]:
-    """The update of one more frame for a counter (B, L) of base-32 digits, and the next
-    counter.  Branch-free (comparisons and masks), so every target runs it as is."""
-    full = (digits[:, :-1] == COUNT_BASE - 1).to(digits.dtype)
-    completes = (torch.cumsum(1 - full, dim=1) == 0).to(digits.dtype)  # levels below k
-    completes = torch.cat((completes, torch.zeros_like(digits[:, :1])), dim=1)
-    landing = torch.cat((torch.ones_like(digits[:, :1]), completes[:, :-1]), dim=1) - completes
-    keep = 1 - completes
-    counts = torch.clamp((digits + landing) * keep, max=float(COUNT_TOP))
-    rate = landing / torch.clamp(counts, min=1.0)
-    push_table, fresh_table = _level_tables(digits)
-    push = (landing.unsqueeze(2) * push_table).sum(dim=1)
-    fresh = (landing * fresh_table).sum(dim=1, keepdim=True)
-    shape = (digits.shape[0], -1, 1, 1, 1)
-    tick = FrameTick(push.reshape(shape), fresh.reshape(shape), (keep - rate).reshape(shape),
-                     rate.reshape(shape), level_shares(counts).reshape(shape))
-    return tick, counts
+class FrameCounter(nn.Module):
+    """How one more frame moves the counter and every SE's level means.
+
+    The level tables are buffers (not saved in checkpoints) so they live on the module's
+    device: a step captured as a CUDA graph must not build tensors from host data.  The
+    update is arithmetic only (no comparison, cumulative sum, select or cast), so every
+    target, XNNPACK included, runs it in its own kernels; for whole-number digits it is
+    exactly the branchy definition it replaces.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        push, fresh = _level_tables()
+        self.register_buffer("push_table", push, persistent=False)
+        self.register_buffer("fresh_table", fresh, persistent=False)
+
+    def forward(self, digits: Tensor) -> tuple[FrameTick, Tensor]:
+        """The update of one more frame for a counter (B, L) of base-32 digits, and the
+        next counter."""
+        # digit j is full when it reads 31: max(d - 30, 0) is then 1, and 0 for 0..30
+        full = torch.clamp(digits[:, :-1] - (COUNT_BASE - 2), min=0.0)
+        completes = [full[:, :1]]  # levels 0..j all full: the frame carries past level j
+        for j in range(1, COUNT_LEVELS - 1):
+            completes.append(completes[-1] * full[:, j:j + 1])
+        landing = torch.cat([1 - completes[0], *(below - above for below, above in
+                                                 zip(completes[:-1], completes[1:])),
+                             completes[-1]], dim=1)  # one-hot: the level the frame lands in
+        keep = torch.cat([1 - c for c in completes] + [torch.ones_like(completes[0])], dim=1)
+        counts = torch.clamp((digits + landing) * keep, max=float(COUNT_TOP))
+        rate = landing / torch.clamp(counts, min=1.0)
+        push, fresh = (_row(landing, table.to(digits.dtype))
+                       for table in (self.push_table, self.fresh_table))
+        shape = (digits.shape[0], -1, 1, 1, 1)
+        tick = FrameTick(push.reshape(shape), fresh.reshape(shape), (keep - rate).reshape(shape),
+                         rate.reshape(shape), level_shares(counts).reshape(shape))
+        return tick, counts
+
+
+def _row(one_hot: Tensor, table: Tensor) -> Tensor:
+    """The rows of ``table`` that one-hot (B, L) picks, as multiply-adds (exact: every other
+    term is zero), not a matrix product that quantizers would take for a layer."""
+    picked = one_hot[:, :1] * table[0]
+    for k in range(1, table.shape[0]):
+        picked = picked + one_hot[:, k:k + 1] * table[k]
+    return picked
 
 
 def level_shares(counts: Tensor) -> Tensor:
     """Each level's share of all frames a counter (B, L) has seen, without forming the
     total (which float16 cannot hold): level by level, in units of that level's blocks."""
-    lower = torch.zeros_like(counts[:, 0])  # frames below level j, in level-j blocks (< 1)
     within = []  # share of level j among levels 0..j
+    total = counts[:, :1]
     for j in range(counts.shape[1]):
-        total = counts[:, j] + lower
-        within.append(counts[:, j] / torch.clamp(total, min=1.0))
-        lower = total / COUNT_BASE
-    shares, rest = [], torch.ones_like(lower)
-    for share in reversed(within):
+        if j:
+            total = counts[:, j:j + 1] + total / COUNT_BASE  # in level-j blocks
+        within.append(counts[:, j:j + 1] / torch.clamp(total, min=1.0))
+    shares, rest = [within[-1]], 1 - within[-1]
+    for share in reversed(within[:-1]):
         shares.append(share * rest)
         rest = rest * (1 - share)
-    return torch.stack(shares[::-1], dim=1)
+    return torch.cat(shares[::-1], dim=1)
 
 
 def frame_digits(frames: int) -> list[float]:
