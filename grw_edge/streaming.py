@@ -114,15 +114,16 @@ class ClipEmbedder(nn.Module):
 
 
 class ClassifierHead(nn.Module):
-    """LayerNorm + temporal transformer + linear: (B, N, E) embeddings -> (B, classes) logits."""
+    """LayerNorm + temporal transformer + linear: (B, N, E) embeddings -> (B, classes) logits;
+    with a ``mask`` (B, N), the logits of the frames it marks (see TemporalTransformerHead)."""
 
     def __init__(self, model: GrwVideoClassifier) -> None:
         super().__init__()
         self.ln = model.ln
         self.attention = model.attention
 
-    def forward(self, embeddings: Tensor) -> Tensor:
-        return self.attention(self.ln(embeddings))
+    def forward(self, embeddings: Tensor, mask: Tensor | None = None) -> Tensor:
+        return self.attention(self.ln(embeddings), mask)
 
 
 class FusedStreamingClassifier(nn.Module):

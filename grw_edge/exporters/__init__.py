@@ -18,6 +18,7 @@ TARGETS = {
     "onnx": "grw_edge.exporters.onnx",
     "tensorrt": "grw_edge.exporters.tensorrt",
     "coreml": "grw_edge.exporters.coreml",
+    "litert": "grw_edge.exporters.litert",
 }
 COMMON_OPTIONS = frozenset(field.name for field in dataclasses.fields(ExportOptions))
 

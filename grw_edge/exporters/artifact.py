@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import platform
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -69,6 +70,11 @@ class ExportOptions:
     def parity_clip_count(self) -> int:
         """Reduced precision is judged on agreement rates, which need more than one clip."""
         return self.parity_clips or (1 if self.precision == "fp32" else 16)
+
+
+def feature_name(name: str) -> str:
+    """An identifier for a state or tensor name (Core ML features, LiteRT signatures)."""
+    return re.sub(r"\W", "_", name)
 
 
 def state_entry(spec: StateSpec, input_name: str, output_name: str) -> StateEntry:

@@ -33,6 +33,7 @@ from grw_edge.exporters.artifact import (
     ExportOptions,
     artifact_directory,
     base_manifest,
+    feature_name,
     measured_parity,
     seal,
     write_common_files,
@@ -54,11 +55,6 @@ TARGET = "coreml"
 DEPLOYMENT_TARGETS = ("iOS16", "iOS17", "iOS18", "macOS13", "macOS14", "macOS15")
 STATEFUL_MINIMUM = {"iOS": 18, "macOS": 15}
 NEXT_SUFFIX = "_next"
-
-
-def feature_name(name: str) -> str:
-    """A Core ML feature name (an identifier) for a state or tensor name."""
-    return re.sub(r"\W", "_", name)
 
 
 class StatefulStep(nn.Module):

@@ -34,10 +34,10 @@ CAMERA_SIZE = (240, 320)  # (H, W): a camera-like frame, resized and cropped by 
 SELFTEST_MARGIN = 4.0  # reduced precision: tolerance = margin x the difference at export
 
 
-def camera_frames(count: int, seed: int) -> np.ndarray:
-    """``count`` uint8 RGB frames (count, 240, 320, 3): coarse random blocks plus noise."""
+def camera_frames(count: int, seed: int, size: tuple[int, int] = CAMERA_SIZE) -> np.ndarray:
+    """``count`` uint8 RGB frames (count, H, W, 3): coarse random blocks plus noise."""
     rng = np.random.default_rng(seed)
-    height, width = CAMERA_SIZE
+    height, width = size
     blocks = rng.integers(0, 256, (count, height // 16, width // 16, 3))
     blocks = blocks.repeat(16, axis=1).repeat(16, axis=2)
     noise = rng.integers(-20, 21, blocks.shape)
@@ -45,9 +45,19 @@ def camera_frames(count: int, seed: int) -> np.ndarray:
 
 
 def frame_count(manifest: Manifest) -> int:
-    """``SELFTEST_FRAMES`` rounded up to a whole number of steps."""
+    """``SELFTEST_FRAMES`` rounded up to a whole number of steps, or the clip length of a
+    whole-clip graph whose frame axis is static."""
+    if manifest.mode == "clip" and manifest.frames_per_step > 0:
+        return manifest.frames_per_step
     step = manifest.frames_per_step if manifest.mode == "streaming" else 1
     return step * math.ceil(SELFTEST_FRAMES / step)
+
+
+def frame_size(count: int) -> tuple[int, int]:
+    """The camera size, scaled down so that the self-test holds no more pixels than
+    ``SELFTEST_FRAMES`` camera frames (a long static clip stays small)."""
+    scale = min(1.0, math.sqrt(SELFTEST_FRAMES / count))
+    return tuple(max(16, round(side * scale / 16) * 16) for side in CAMERA_SIZE)
 
 
 @torch.no_grad()
@@ -67,7 +77,8 @@ def write_selftest(model: GrwVideoClassifier, directory: Path, manifest: Manifes
                    session: Callable[[], StreamingSession] | None) -> None:
     """Write ``selftest.bin`` and set ``manifest.selftest`` (with what was measured);
     ``session`` opens the written artifact on a backend this machine runs (None: none)."""
-    frames = camera_frames(frame_count(manifest), seed)
+    count = frame_count(manifest)
+    frames = camera_frames(count, seed, frame_size(count))
     embeddings, logits = reference_outputs(model, manifest, frames)
     blob, arrays = pack_arrays({"frames": frames, "embeddings": embeddings, "logits": logits})
     (directory / SELFTEST_FILE).write_bytes(blob)

@@ -7,6 +7,8 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
+MASKED_SCORE = 1e9  # subtracted from the attention scores of padding: softmax gives it 0
+
 
 @dataclass(frozen=True)
 class HeadConfig:
@@ -67,12 +69,16 @@ class SelfAttention(nn.Module):
         nn.init.xavier_uniform_(self.in_proj_weight)
         nn.init.zeros_(self.out_proj.bias)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """``mask`` (B, N): 1 for frames, 0 for padding, which no frame attends to."""
         batch, tokens, dim = x.shape
         heads = self.num_heads
         qkv = nn.functional.linear(x, self.in_proj_weight, self.in_proj_bias)
         q, k, v = qkv.reshape(batch, tokens, 3 * heads, dim // heads).transpose(1, 2).chunk(3, 1)
-        weights = torch.softmax(q @ k.transpose(-2, -1) * (dim // heads) ** -0.5, dim=-1)
+        scores = q @ k.transpose(-2, -1) * (dim // heads) ** -0.5
+        if mask is not None:
+            scores = scores + (mask[:, None, None, :] - 1) * MASKED_SCORE
+        weights = torch.softmax(scores, dim=-1)
         return self.out_proj((weights @ v).transpose(1, 2).reshape(batch, tokens, dim))
 
 
@@ -84,10 +90,10 @@ class PreNormLayer(nn.ModuleList):
                           SelfAttention(dim, num_heads),
                           FeedForward(dim, mlp_dim)])
 
-    def forward(self, x: Tensor, drop_path: float = 0.0) -> Tensor:
+    def forward(self, x: Tensor, drop_path: float = 0.0, mask: Tensor | None = None) -> Tensor:
         norm, attention, feed_forward = self
         normed = norm(x)
-        attended = attention(normed)
+        attended = attention(normed, mask)
         x = x + torchvision.ops.stochastic_depth(attended, drop_path, "row", self.training)
         return x + torchvision.ops.stochastic_depth(feed_forward(x), drop_path, "row",
                                                     self.training)
@@ -104,14 +110,19 @@ class Transformer(nn.Module):
             PreNormLayer(config.embed_dim, config.num_heads, config.mlp_dim)
             for _ in range(config.depth))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         for layer in self.layers:
-            x = layer(x, self.stochastic_depth)
+            x = layer(x, self.stochastic_depth, mask)
         return self.norm(x)
 
 
 class TemporalTransformerHead(nn.Module):
-    """(B, N, E) frame embeddings -> (B, num_classes) logits; accepts any N."""
+    """(B, N, E) frame embeddings -> (B, num_classes) logits; accepts any N.
+
+    With a ``mask`` (B, N) of 1 for the first n frames and 0 for padding after them, the
+    logits are those of the first n frames alone: a fixed-size window for runtimes whose
+    graphs have static shapes.
+    """
 
     def __init__(self, config: HeadConfig, *, dropout: float = 0.0,
                  stochastic_depth: float = 0.0) -> None:
@@ -120,8 +131,12 @@ class TemporalTransformerHead(nn.Module):
         self.transformer = Transformer(config, stochastic_depth)
         self.linear_head = nn.Linear(config.embed_dim, config.num_classes)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         x = x + sincos_positions(x.shape[1], x.shape[2], dtype=x.dtype, device=x.device)
-        x = self.transformer(x).mean(dim=1)
+        x = self.transformer(x, mask)
+        if mask is None:
+            x = x.mean(dim=1)
+        else:
+            x = (x * mask[..., None]).sum(dim=1) / mask.sum(dim=1, keepdim=True)
         x = nn.functional.dropout(x, p=self.dropout, training=self.training)
         return self.linear_head(x)

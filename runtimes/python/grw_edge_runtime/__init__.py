@@ -1,5 +1,5 @@
 """grw-edge-runtime: run exported GRW MoViNet artifacts on a device with numpy and a backend
-(onnxruntime; TensorRT and Core ML as extras).  It never imports torch or the toolkit.
+(onnxruntime; LiteRT, TensorRT and Core ML as extras).  It never imports torch or the toolkit.
 
     import grw_edge_runtime
     session = grw_edge_runtime.open("movineta0s-onnx")
@@ -30,9 +30,11 @@ BACKENDS = {
     "onnxruntime": "grw_edge_runtime.onnxruntime:OnnxRuntimeSession",
     "tensorrt": "grw_edge_runtime.tensorrt:TensorRTSession",
     "coreml": "grw_edge_runtime.coreml:CoreMLSession",
+    "litert": "grw_edge_runtime.litert:LiteRTSession",
 }
 # the backend that runs an artifact of each target by default
-DEFAULT_BACKEND = {"onnx": "onnxruntime", "tensorrt": "tensorrt", "coreml": "coreml"}
+DEFAULT_BACKEND = {"onnx": "onnxruntime", "tensorrt": "tensorrt", "coreml": "coreml",
+                   "litert": "litert"}
 
 
 def open(artifact: str | Path, backend: str | None = None, *, verify: bool = False,  # noqa: A001

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from grw_edge_runtime.errors import ArtifactError
 from grw_edge_runtime.integrity import MANIFEST_NAME, check_integrity
 
@@ -21,7 +23,12 @@ MODES = ("streaming", "clip")
 
 @dataclass
 class StateEntry:
-    """A state tensor: its name, the graph input that receives it, the output that returns it."""
+    """A state tensor: its name, the graph input that receives it, the output that returns it.
+
+    ``permute``, when present, says the graph holds the state with its axes reordered from
+    the PyTorch reference's (e.g. channels last): graph = reference.transpose(permute), and
+    ``shape`` is the graph's.  Runtimes convert only where states are read or set by name.
+    """
 
     name: str
     input: str
@@ -29,6 +36,15 @@ class StateEntry:
     shape: list[int]
     dtype: str = "float32"
     init: float = 0.0
+    permute: list[int] | None = None
+
+    def to_graph(self, reference: np.ndarray) -> np.ndarray:
+        """A value in the reference's axis order -> the graph's."""
+        return reference if self.permute is None else reference.transpose(self.permute)
+
+    def to_reference(self, graph: np.ndarray) -> np.ndarray:
+        """A value in the graph's axis order -> the reference's."""
+        return graph if self.permute is None else graph.transpose(np.argsort(self.permute))
 
 
 @dataclass
@@ -74,6 +90,9 @@ class Manifest:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        for state in data["states"]:  # the reference's axis order needs no entry
+            if state["permute"] is None:
+                del state["permute"]
         ordered = {"format_version": data.pop("format_version")}
         ordered.update(data)
         return ordered
@@ -127,7 +146,10 @@ def read_manifest(artifact: str | Path) -> Manifest:
         for key, kind in _STATE_KEYS.items():
             if not isinstance(entry.get(key), kind):
                 raise ArtifactError(f"{path}: states[{index}] lacks a valid {key!r}")
-        states.append(StateEntry(**{key: entry[key] for key in _STATE_KEYS}))
+        permute = entry.get("permute")
+        if permute is not None and sorted(permute) != list(range(len(entry["shape"]))):
+            raise ArtifactError(f"{path}: states[{index}] has an invalid 'permute' {permute}")
+        states.append(StateEntry(**{key: entry[key] for key in _STATE_KEYS}, permute=permute))
     known = set(_REQUIRED) | {"parity", "fused", "mobile", "reference", "precision_details",
                               "engine", "producer", "selftest", "files"}
     manifest = Manifest(**{key: value for key, value in data.items() if key in known

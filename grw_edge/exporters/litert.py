@@ -1,0 +1,241 @@
+"""LiteRT target: ``step.tflite`` and ``head.tflite`` for LiteRT (Android, LiteRT.js, CPU boxes).
+
+The inference-folded model is converted with litert-torch.  Every tensor of a signature is
+named after the manifest: the step's signature ``step`` takes ``frames`` and each state
+under its input name and returns ``embeddings`` and each next state under its output name
+(names are identifiers: a state's dots become underscores, ``_next`` marks the output);
+the head's signature ``head`` maps ``embeddings`` and ``mask`` to ``logits``.
+
+LiteRT graphs have static shapes: the head takes a window of ``frames_per_clip``
+embeddings and a ``mask`` (B, N) marking the first n <= N rows as frames (the logits are
+those of the n frames alone), and a base backbone's whole-clip ``step.tflite`` takes clips
+of exactly ``frames_per_clip`` frames.  Every operator of the streaming step is one that
+XNNPACK runs (the counter, the SE memory and the pooling are written for it).
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from grw_edge._progress import Stages
+from grw_edge.errors import BackendUnavailableError, ExportError
+from grw_edge.exporters.artifact import (
+    EMBEDDINGS_OUTPUT,
+    FRAMES_INPUT,
+    LOGITS_OUTPUT,
+    ExportOptions,
+    artifact_directory,
+    base_manifest,
+    feature_name,
+    measured_parity,
+    seal,
+    write_common_files,
+)
+from grw_edge.exporters.selftest import write_selftest
+from grw_edge.manifest import Manifest, StateEntry
+from grw_edge.models.classifier import GrwVideoClassifier
+from grw_edge.models.fusion import fold_for_inference
+from grw_edge_runtime.litert import LiteRTSession, quiet_native_output, xnnpack_outside
+from grw_edge.streaming import (
+    ClassifierHead,
+    ClipEmbedder,
+    StreamingStep,
+    initial_states,
+    state_specs,
+)
+
+TARGET = "litert"
+STEP_SIGNATURE = "step"
+HEAD_SIGNATURE = "head"
+NEXT_SUFFIX = "_next"
+MASK_INPUT = "mask"
+
+
+class NamedStep(nn.Module):
+    """The streaming step with keyword inputs and a dict of outputs: litert-torch names a
+    signature's tensors after them."""
+
+    def __init__(self, step: StreamingStep, states: Sequence[StateEntry]) -> None:
+        super().__init__()
+        self.step = step
+        self.states = list(states)
+
+    def forward(self, **inputs: Tensor) -> dict[str, Tensor]:
+        embeddings, *next_states = self.step(inputs[FRAMES_INPUT],
+                                             *(inputs[s.input] for s in self.states))
+        return {EMBEDDINGS_OUTPUT: embeddings,
+                **{s.output: value for s, value in zip(self.states, next_states)}}
+
+
+class NamedOutput(nn.Module):
+    """``module`` called with the keyword inputs in order, its one output under ``name``."""
+
+    def __init__(self, module: nn.Module, name: str) -> None:
+        super().__init__()
+        self.module = module
+        self.name = name
+
+    def forward(self, **inputs: Tensor) -> dict[str, Tensor]:
+        return {self.name: self.module(*inputs.values())}
+
+
+class TemporalTaps(nn.Module):
+    """A depthwise ``Conv3d`` (stride 1 in time) as the sum over its temporal taps of
+    depthwise ``Conv2d`` on shifted frames: the same result, and LiteRT's converter crashes on
+    grouped 3D convolutions."""
+
+    def __init__(self, conv: nn.Conv3d) -> None:
+        super().__init__()
+        channels, _, taps, height, width = conv.weight.shape
+        self.padding = conv.padding[0]
+        self.taps = nn.ModuleList()
+        for i in range(taps):
+            tap = nn.Conv2d(channels, channels, (height, width), stride=conv.stride[1:],
+                            padding=conv.padding[1:], groups=channels, bias=False)
+            tap.weight = nn.Parameter(conv.weight[:, :, i].detach().clone())
+            self.taps.append(tap)
+        self.bias = conv.bias
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch, _, frames = x.shape[:3]
+        shifted = F.pad(x, (0, 0, 0, 0, self.padding, self.padding)).transpose(1, 2)
+        y = self.taps[0](shifted[:, :frames].flatten(0, 1))
+        for i, tap in enumerate(self.taps[1:], start=1):
+            y = y + tap(shifted[:, i:i + frames].flatten(0, 1))
+        y = y.unflatten(0, (batch, frames)).transpose(1, 2)
+        return y if self.bias is None else y + self.bias.reshape(1, -1, 1, 1, 1)
+
+
+def split_depthwise_conv3d_(model: nn.Module) -> nn.Module:
+    """Replace every depthwise ``Conv3d`` of ``model`` by its :class:`TemporalTaps`."""
+    for module in list(model.modules()):
+        for name, child in module.named_children():
+            if (isinstance(child, nn.Conv3d) and child.groups == child.in_channels > 1
+                    and child.stride[0] == 1):
+                setattr(module, name, TemporalTaps(child))
+    return model
+
+
+def export(model: GrwVideoClassifier, out: str | Path, options: ExportOptions) -> Path:
+    """Write a LiteRT artifact for ``model`` to ``out`` and return its path."""
+    options.validate()
+    if options.fused:
+        raise ExportError("--fused is an ONNX option; LiteRT artifacts hold step and head")
+    if not model.backbone_spec.causal:  # its graph takes whole clips of exactly this length
+        options = dataclasses.replace(options, parity_frames=model.backbone_spec.frames_per_clip)
+    converter = litert_torch()
+    model = model.eval()
+    reduced = options.precision != "fp32"
+    stages = Stages(["step", "head", *([options.precision] if reduced else []), "parity",
+                     "self-test"], desc="export")
+    try:
+        with artifact_directory(out, overwrite=options.overwrite) as staging:
+            manifest = write_models(converter, model, staging, options, stages)
+            write_common_files(model, staging, options)
+            if reduced:
+                stages.start(f"{options.precision} conversion")
+                from grw_edge.exporters.litert_precision import reduce_precision
+
+                manifest.precision_details = reduce_precision(staging, manifest, options)
+                stages.done()
+            manifest.write(staging)
+            stages.start("parity")
+            manifest.parity = measured_parity(model, LiteRTSession(staging, manifest), options)
+            manifest.write(staging)
+            stages.done()
+            stages.start("self-test")
+            write_selftest(model, staging, manifest, seed=options.seed,
+                           allow_degraded=options.allow_degraded,
+                           session=lambda: LiteRTSession(staging, manifest))
+            seal(staging, manifest)
+            stages.done()
+    finally:
+        stages.close()
+    return Path(out)
+
+
+def litert_torch():
+    """The litert-torch converter module, or one line saying what to install."""
+    from packaging.requirements import Requirement
+
+    try:
+        requirements = [Requirement(line) for line in
+                        importlib.metadata.requires("litert-torch") or []]
+    except importlib.metadata.PackageNotFoundError:
+        raise BackendUnavailableError("--target litert needs litert-torch: "
+                                      "pip install 'grw-edge[litert]'") from None
+    installed = torch.__version__.split("+")[0]
+    for requirement in requirements:
+        if requirement.name == "torch" and not requirement.specifier.contains(
+                installed, prereleases=True):
+            raise BackendUnavailableError(
+                f"litert-torch {importlib.metadata.version('litert-torch')} converts models "
+                f"of torch{requirement.specifier}, not torch {torch.__version__}: install a "
+                f"torch in that range for --target litert")
+    with quiet_native_output():
+        import litert_torch as converter
+    converter.config.show_progress = False
+    return converter
+
+
+def write_models(converter, model: GrwVideoClassifier, directory: Path, options: ExportOptions,
+                 stages: Stages) -> Manifest:
+    """Convert the step (or whole-clip model) and the head; return the manifest."""
+    folded = fold_for_inference(model)
+    spec = model.backbone_spec
+    side = options.resolution or spec.resolution
+    batch, t = options.batch, options.frames_per_step
+    embed_dim, window = model.head_config.embed_dim, spec.frames_per_clip
+    states: list[StateEntry] = []
+    stages.start("LiteRT step")
+    if spec.causal:
+        specs = state_specs(folded.video_backbone, batch=batch, resolution=side,
+                            frames_per_step=t)
+        states = [StateEntry(s.name, feature_name(s.name), feature_name(s.name) + NEXT_SUFFIX,
+                             list(s.shape), s.dtype, s.init) for s in specs]
+        step = NamedStep(StreamingStep(folded.video_backbone, specs), states)
+        inputs = {FRAMES_INPUT: torch.zeros(batch, 3, t, side, side),
+                  **{s.input: value for s, value in zip(states, initial_states(specs))}}
+        convert(converter, step, STEP_SIGNATURE, inputs, directory / "step.tflite")
+    else:
+        split_depthwise_conv3d_(folded.video_backbone)
+        convert(converter, NamedOutput(ClipEmbedder(folded.video_backbone), EMBEDDINGS_OUTPUT),
+                STEP_SIGNATURE, {FRAMES_INPUT: torch.zeros(batch, 3, window, side, side)},
+                directory / "step.tflite")
+    stages.done()
+    stages.start("LiteRT head")
+    convert(converter, NamedOutput(ClassifierHead(folded), LOGITS_OUTPUT), HEAD_SIGNATURE,
+            {EMBEDDINGS_OUTPUT: torch.zeros(batch, window, embed_dim),
+             MASK_INPUT: torch.ones(batch, window)}, directory / "head.tflite")
+    stages.done()
+    manifest = base_manifest(
+        model, target=TARGET, options=options, states=states,
+        step={"file": "step.tflite", "signature": STEP_SIGNATURE,
+              "outputs": {"embeddings": EMBEDDINGS_OUTPUT}},
+        head={"file": "head.tflite", "signature": HEAD_SIGNATURE, "input": EMBEDDINGS_OUTPUT,
+              "mask": MASK_INPUT, "output": LOGITS_OUTPUT, "shape": [batch, window, embed_dim]})
+    if not spec.causal:
+        manifest.input["shape"][2] = window  # whole clips of exactly this many frames
+    manifest.step["xnnpack_outside"] = xnnpack_outside(directory / "step.tflite")
+    return manifest
+
+
+def convert(converter, module: nn.Module, signature: str, inputs: dict[str, Tensor],
+            path: Path) -> None:
+    """Convert ``module`` called with keyword ``inputs`` into a one-signature .tflite file."""
+    with quiet_native_output(), torch.no_grad():
+        try:
+            (converter.Converter()
+             .signature(signature, module.eval(), sample_kwargs=inputs)
+             .convert()
+             .export(str(path)))
+        except Exception as error:  # the converter raises many kinds, from many layers
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise ExportError(f"converting {path.name} with litert-torch failed: "
+                              f"{type(error).__name__}: {reason}") from error
