@@ -134,3 +134,21 @@ def test_missing_or_unsupported_converter_is_one_line(monkeypatch):
     monkeypatch.setattr(litert_exporter.importlib.metadata, "requires", absent)
     with pytest.raises(BackendUnavailableError, match=r"pip install 'grw-edge\[litert\]'"):
         litert_torch()
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_reduced_precision_stays_in_xnnpack_with_float_states(model, tmp_path, precision):
+    path = export(model, "litert", tmp_path / precision, resolution=SIDE, precision=precision,
+                  calibration_clips=2, parity_clips=4, parity_frames=8)
+    manifest = manifest_of(path)
+    assert manifest["parity"]["passed"] and manifest["parity"]["top1_agreement"] >= 0.99
+    assert xnnpack_outside(path / "step.tflite") == []
+    step = Interpreter(model_path=str(path / "step.tflite"))
+    details = step.get_signature_runner("step").get_input_details()
+    assert {d["dtype"] for d in details.values()} == {np.float32}  # no requantizing per frame
+    tensors = {t["name"]: t["dtype"] for t in step.get_tensor_details()}
+    wanted = np.float16 if precision == "fp16" else np.int8
+    assert sum(dtype == wanted for dtype in tensors.values()) >= 20
+    assert open_session(path, threads=1).self_test().passed
+    if precision == "int8":
+        assert manifest["precision_details"]["calibration_steps"] == 2 * 50

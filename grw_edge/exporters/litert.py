@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from grw_edge.exporters.artifact import (
     seal,
     write_common_files,
 )
+from grw_edge.exporters.precision import calibration_clips, step_feeds
 from grw_edge.exporters.selftest import write_selftest
 from grw_edge.manifest import Manifest, StateEntry
 from grw_edge.models.classifier import GrwVideoClassifier
@@ -55,6 +57,12 @@ STEP_SIGNATURE = "step"
 HEAD_SIGNATURE = "head"
 NEXT_SUFFIX = "_next"
 MASK_INPUT = "mask"
+# int8: the operators whose weights and activations are quantized; the rest stays float32,
+# so states, the counter and the SE memory keep their precision over long streams
+INT8_OPERATIONS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+FP16_WEIGHTS = [{"regex": ".*", "operation": "*", "algorithm_key": "float_casting",
+                 "op_config": {"weight_tensor_config": {"num_bits": 16, "dtype": "FLOAT"},
+                               "compute_precision": "FLOAT", "explicit_dequantize": True}}]
 
 
 class NamedStep(nn.Module):
@@ -140,8 +148,6 @@ def export(model: GrwVideoClassifier, out: str | Path, options: ExportOptions) -
             write_common_files(model, staging, options)
             if reduced:
                 stages.start(f"{options.precision} conversion")
-                from grw_edge.exporters.litert_precision import reduce_precision
-
                 manifest.precision_details = reduce_precision(staging, manifest, options)
                 stages.done()
             manifest.write(staging)
@@ -239,3 +245,64 @@ def convert(converter, module: nn.Module, signature: str, inputs: dict[str, Tens
             reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
             raise ExportError(f"converting {path.name} with litert-torch failed: "
                               f"{type(error).__name__}: {reason}") from error
+
+
+def reduce_precision(directory: Path, manifest: Manifest, options: ExportOptions) -> dict:
+    """Rewrite the float32 models with ai-edge-quantizer: fp16 stores the weights of step and
+    head as float16; int8 quantizes the step's convolutions and matrix products."""
+    from ai_edge_quantizer import qtyping, quantizer
+
+    step = directory / manifest.step["file"]
+    if options.precision == "fp16":
+        for path in (step, directory / manifest.head["file"]):
+            model = quantizer.Quantizer(str(path))
+            model.load_quantization_recipe(FP16_WEIGHTS)
+            _write_quantized(model, None, path)
+        return {"weights": "float16", "io": "float32",
+                "compute": "float32 on XNNPACK (weights widened once at load), float16 on "
+                           "GPU delegates",
+                "graphs": [manifest.step["file"], manifest.head["file"]]}
+    skipped: list[str] = []
+    clips, source = calibration_clips(manifest, options, skipped)
+    with quiet_native_output():
+        from ai_edge_litert.interpreter import Interpreter
+
+        run = Interpreter(model_path=str(step)).get_signature_runner(manifest.step["signature"])
+    if manifest.mode == "streaming":
+        feeds = step_feeds(lambda feed: run(**feed), manifest, clips)
+    else:
+        feeds = ({manifest.input["name"]: clip} for clip in clips)
+    model = quantizer.Quantizer(str(step))
+    for operation in INT8_OPERATIONS:
+        model.add_static_config(regex=".*", operation_name=getattr(qtyping.TFLOperationName,
+                                                                   operation),
+                                activation_num_bits=8, weight_num_bits=8)
+    calibration, steps = None, 0
+    per_clip = manifest.frames_per_clip // max(manifest.frames_per_step, 1)
+    while chunk := list(itertools.islice(feeds, per_clip)):  # the quantizer lists its data:
+        with quiet_native_output():                          # a clip at a time bounds memory
+            calibration = model.calibrate({manifest.step["signature"]: chunk},
+                                          previous_calibration_result=calibration)
+        steps += len(chunk)
+    if not steps:
+        raise ExportError("INT8 calibration saw no frames: the calibration clips were empty")
+    _write_quantized(model, calibration, step)
+    manifest.step["xnnpack_outside"] = xnnpack_outside(step)
+    return {"weights": "int8 symmetric per channel",
+            "activations": "int8 per tensor, min/max calibrated on streamed frames and states",
+            "ops": list(INT8_OPERATIONS), "io": "float32 (frames, states, embeddings)",
+            "float32": ["the counter, SE memory, temporal convolution, pooling and "
+                        "activations", manifest.head["file"]],
+            "graphs": [manifest.step["file"]], "calibration": source,
+            "calibration_steps": steps, "calibration_unreadable": skipped}
+
+
+def _write_quantized(model, calibration, path: Path) -> None:
+    """Quantize ``model`` (an ai-edge-quantizer Quantizer) and write it over ``path``."""
+    try:
+        with quiet_native_output():
+            model.quantize(calibration, enable_progress_report=False).export_model(
+                str(path), overwrite=True)
+    except (ValueError, RuntimeError) as error:
+        raise ExportError(f"quantizing {path.name} failed: {type(error).__name__}: "
+                          f"{str(error).splitlines()[0]}") from error

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import itertools
 import logging
 import warnings
 from collections.abc import Callable, Sequence
@@ -38,6 +37,7 @@ from grw_edge.exporters.artifact import (
 from grw_edge.exporters.precision import (
     FP16_NOTE,
     INT8_NOTE,
+    calibration_clips,
     convert_to_fp16,
     quantize_to_int8,
     step_feeds,
@@ -55,7 +55,6 @@ from grw_edge.streaming import (
     state_specs,
     window_spec,
 )
-from grw_edge.verify import random_clips, video_clips
 from grw_edge_runtime.onnxruntime import OnnxRuntimeSession
 
 TARGET = "onnx"
@@ -141,21 +140,10 @@ def reduce_precision(directory: Path, manifest: Manifest, options: ExportOptions
     if manifest.fused:
         raise ExportError("INT8 export does not cover the fused graph; drop --fused")
     skipped: list[str] = []
-    frames = manifest.frames_per_clip
-    if options.calibration_data:
-        if manifest.batch != 1:
-            raise ExportError("--calibration-data needs --batch 1 (videos are one clip each)")
-        clips = video_clips(manifest, options.calibration_data, frames, skipped)
-        source = f"first clips of the videos under {options.calibration_data}"
-    else:
-        clips = random_clips(manifest, options.calibration_clips, frames, options.seed + 1)
-        source = ("uniform random frames: calibrate on real clips (--calibration-data) "
-                  "before deploying")
-    clips = (clip.transpose(1, 2).numpy() for clip in itertools.islice(
-        clips, options.calibration_clips))
+    clips, source = calibration_clips(manifest, options, skipped)
     step = directory / manifest.step["file"]
     if manifest.mode == "streaming":
-        feeds = step_feeds(step, manifest, clips)
+        feeds = step_feeds(onnx_runner(step), manifest, clips)
     else:
         feeds = ({manifest.input["name"]: clip} for clip in clips)
     for_cpu = manifest.target not in SYMMETRIC_INT8_TARGETS
@@ -163,6 +151,15 @@ def reduce_precision(directory: Path, manifest: Manifest, options: ExportOptions
     return {**details, "graphs": [manifest.step["file"]],
             "float32": [manifest.head["file"]], "calibration": source,
             "calibration_unreadable": skipped, **({"note": INT8_NOTE} if for_cpu else {})}
+
+
+def onnx_runner(path: Path):
+    """``feed -> outputs by name`` for the graph at ``path`` on onnxruntime's CPU provider."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [output.name for output in session.get_outputs()]
+    return lambda feed: dict(zip(names, session.run(None, feed)))
 
 
 def half_precision_io(manifest: Manifest) -> None:

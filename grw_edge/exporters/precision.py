@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import tempfile
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -82,21 +83,39 @@ def _match_casts_to_declared_types(model: onnx.ModelProto) -> None:
                 attribute.i = onnx.TensorProto.FLOAT16
 
 
-def step_feeds(step_path: Path, manifest: Manifest, clips: Iterable[np.ndarray]
+def calibration_clips(manifest: Manifest, options, skipped: list[str]
+                      ) -> tuple[Iterator[np.ndarray], str]:
+    """The clips INT8 calibrates on, (B, 3, N, R, R) float32: the first clip of every video
+    under ``options.calibration_data``, or random frames; and a line saying which."""
+    from grw_edge.verify import random_clips, video_clips
+
+    frames = manifest.frames_per_clip
+    if options.calibration_data:
+        if manifest.batch != 1:
+            raise ExportError("--calibration-data needs --batch 1 (videos are one clip each)")
+        clips = video_clips(manifest, options.calibration_data, frames, skipped)
+        source = f"first clips of the videos under {options.calibration_data}"
+    else:
+        clips = random_clips(manifest, options.calibration_clips, frames, options.seed + 1)
+        source = ("uniform random frames: calibrate on real clips (--calibration-data) "
+                  "before deploying")
+    return (clip.transpose(1, 2).numpy()
+            for clip in itertools.islice(clips, options.calibration_clips)), source
+
+
+def step_feeds(run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
+               manifest: Manifest, clips: Iterable[np.ndarray]
                ) -> Iterator[dict[str, np.ndarray]]:
     """Every input the float32 step sees while streaming ``clips`` (B, 3, N, R, R) from the
-    initial states: the frames of each step with the states that go with them."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(step_path), providers=["CPUExecutionProvider"])
+    initial states: the frames of each step with the states that go with them.  ``run``
+    runs the step on a feed and returns its outputs by name."""
     frames_name, t = manifest.input["name"], manifest.frames_per_step
-    outputs = [output.name for output in session.get_outputs()]
     for clip in clips:
         states = {s.input: np.full(s.shape, s.init, dtype=np.float32) for s in manifest.states}
         for start in range(0, clip.shape[2] - t + 1, t):
             feed = {frames_name: np.ascontiguousarray(clip[:, :, start:start + t]), **states}
             yield feed
-            results = dict(zip(outputs, session.run(None, feed)))
+            results = run(feed)
             states = {s.input: results[s.output] for s in manifest.states}
 
 
