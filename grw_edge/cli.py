@@ -111,9 +111,10 @@ def info_command(checkpoint: str, as_json: bool) -> None:
 
 @cli.command("export")
 @_weights_options
-@click.option("--target", type=click.Choice(["onnx", "tensorrt", "coreml"]), default="onnx",
-              show_default=True, help="onnx: any ONNX runtime; tensorrt: TensorRT-ready ONNX "
-              "plus engines when a GPU is here; coreml: .mlpackage files.")
+@click.option("--target", type=click.Choice(["onnx", "tensorrt", "litert", "coreml"]),
+              default="onnx", show_default=True, help="onnx: any ONNX runtime; tensorrt: "
+              "TensorRT-ready ONNX plus engines when a GPU is here; litert: .tflite files for "
+              "LiteRT (Android, LiteRT.js, XNNPACK); coreml: .mlpackage files.")
 @click.option("--out", type=click.Path(file_okay=False), help="Artifact directory "
               "[default: <backbone>-<target>].")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True)
@@ -127,8 +128,8 @@ def info_command(checkpoint: str, as_json: bool) -> None:
 @click.option("--mobile", is_flag=True, help="Also write ONNX Runtime mobile (.ort) files "
               "and required_operators.config for a reduced build.")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32",
-              show_default=True, help="fp16: float16 compute, float32 I/O; int8: QDQ "
-              "static quantization of the step.")
+              show_default=True, help="fp16: float16 compute, float32 I/O (litert: float16 "
+              "weights); int8: static quantization of the step.")
 @click.option("--fp16-io", is_flag=True, help="fp16: frames, states, embeddings and logits "
               "float16 at the graph boundary too [default: float32 there].")
 @click.option("--calibration-data", type=click.Path(file_okay=False), default=None,

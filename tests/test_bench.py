@@ -34,7 +34,8 @@ TINY_TFLITE = Path(__file__).parent / "data" / "tiny_stream.tflite"
 
 @pytest.fixture(scope="module")
 def results():
-    return run_bench(["movineta0s"], ["torch", "onnxruntime", "runtime", "tensorrt", "coreml"],
+    return run_bench(["movineta0s"], ["torch", "onnxruntime", "runtime", "litert", "tensorrt",
+                                      "coreml"],
                      threads=1, repeats=5, resolution=32, tflite=[TINY_TFLITE])
 
 
@@ -43,13 +44,15 @@ def test_results_schema_and_skipped_backends(results):
     entry = results["backbones"]["movineta0s"]
     assert entry["resolution"] == 32 and entry["frames"] == 50 and not entry["paper_setting"]
     assert entry["state_tensors"] == 27 and entry["state_bytes"] > 0
-    for backend in ("torch", "onnxruntime", "runtime"):
+    for backend in ("torch", "onnxruntime", "runtime", "litert"):
         result = entry["backends"][backend]
         assert result["status"] == "ok", result
         assert result["step"]["median_ms"] > 0 and result["clip"]["median_ms"] > 0
         assert result["raw_step"]["median_ms"] > 0 and result["import_open_s"] > 0
         assert result["peak_rss_mb"] > 0 and result["threads"] == 1
     assert entry["backends"]["runtime"]["modules"] == []  # neither torch nor the toolkit
+    assert entry["backends"]["litert"]["modules"] == []
+    assert entry["backends"]["litert"]["backend"] == "litert"
     assert "torch" in entry["backends"]["onnxruntime"]["modules"]
     for backend in ("tensorrt", "coreml"):
         skipped = entry["backends"][backend]
@@ -59,7 +62,7 @@ def test_results_schema_and_skipped_backends(results):
 
 def test_a_tflite_streaming_model_is_timed_with_litert_or_skipped_with_the_reason(results):
     peer = results["tflite"][str(TINY_TFLITE)]
-    reason = backend_unavailable("litert")
+    reason = backend_unavailable("tflite")
     if reason:
         assert peer["status"] == "skipped" and peer["reason"] == reason
     else:

@@ -3,9 +3,9 @@ JSON, Markdown and plots.
 
 Weights are random (cost does not depend on them).  Each backend is timed in a process of
 its own so that its peak memory and import time are its own: the toolkit's backends through
-``grw_edge.runtimes`` (torch imported, as before), and ``runtime`` / ``runtime-lean``, the
-device runtime alone with onnxruntime (default or lean allocator settings), as an app on a
-device runs it.  A backend whose package or device is missing is reported as skipped, with
+``grw_edge.runtimes`` (torch imported, as before), and ``runtime`` / ``runtime-lean`` /
+``litert``, the device runtime alone with onnxruntime (default or lean allocator settings)
+or LiteRT on the LiteRT artifact, as an app on a device runs it.  A backend whose package or device is missing is reported as skipped, with
 the reason.
 """
 from __future__ import annotations
@@ -31,8 +31,10 @@ from grw_edge.registry import get_backbone
 SCHEMA_VERSION = 1
 # the device runtime alone (grw_edge_runtime with onnxruntime): bench name -> memory mode
 RUNTIME_BACKENDS = {"runtime": "default", "runtime-lean": "lean"}
-BACKENDS = ("torch", "torch-cudagraphs", "onnxruntime", *RUNTIME_BACKENDS, "tensorrt",
-            "coreml")
+BACKENDS = ("torch", "torch-cudagraphs", "onnxruntime", *RUNTIME_BACKENDS, "litert",
+            "tensorrt", "coreml")
+# backends that run an artifact of their own target (the others run the ONNX artifact)
+OWN_TARGET = {"litert": "litert", "tensorrt": "tensorrt"}
 CUDA_BACKENDS = ("torch", "torch-cudagraphs", "onnxruntime", "tensorrt")  # --device cuda rows
 # Top-1 on Kinetics-600 reported by the paper for the GRW models (Table 1).
 PAPER_TOP1 = {"movineta0s": 78.4, "movineta1s": 81.9, "movineta2s": 83.3, "movineta3b": 85.6}
@@ -46,12 +48,15 @@ PAPER_REFERENCE_POINTS = {
 
 
 def backend_unavailable(backend: str, device: str = "cpu") -> str | None:
-    """Why ``backend`` cannot run on ``device`` here, or None if it can."""
-    if backend == "litert":
+    """Why ``backend`` cannot run on ``device`` here, or None if it can (``tflite``: the
+    peer rows of --compare-tflite)."""
+    if backend in ("litert", "tflite"):
         try:
             import ai_edge_litert  # noqa: F401
         except ImportError:
             return "ai-edge-litert is not installed (extra: grw-edge[litert])"
+        if backend == "litert" and device != "cpu":
+            return "the litert rows time LiteRT's CPU path, XNNPACK (drop --device cuda)"
         return None
     if backend not in BACKENDS:
         return f"unknown backend; choose from {', '.join(BACKENDS)}"
@@ -86,7 +91,9 @@ def worker_command(artifact: Path, backend: str, *, threads: int, repeats: int,
         module = "grw_edge_runtime.bench"
         chosen = ["--backend", "onnxruntime", "--ort-memory", RUNTIME_BACKENDS[backend]]
     elif backend == "litert":
-        module, chosen = "grw_edge.benchmarks.litert", []
+        module, chosen = "grw_edge_runtime.bench", ["--backend", "litert"]
+    elif backend == "tflite":
+        module, chosen = "grw_edge.benchmarks.tflite_peer", []
     else:
         module, chosen = "grw_edge.benchmarks.worker", ["--backend", backend, "--device", device]
     boot = f"import time; t0 = time.perf_counter(); from {module} import main; main(t0)"
@@ -147,17 +154,18 @@ def run_bench(backbones: list[str], backends: list[str], *, threads: int = 1,
                     entry["backends"][backend] = {"backend": backend, "status": "skipped",
                                                   "reason": reason}
                     continue
-                source = artifact if backend != "tensorrt" else export(
-                    model, "tensorrt", Path(tmp) / f"{name}-tensorrt", resolution=side,
+                target = OWN_TARGET.get(backend)
+                source = artifact if target is None else export(
+                    model, target, Path(tmp) / f"{name}-{target}", resolution=side,
                     parity_frames=4)
                 entry["backends"][backend] = run_worker(source, backend, threads=threads,
                                                         repeats=repeats, device=device)
             results["backbones"][spec.name] = entry
     if tflite:
-        reason = backend_unavailable("litert")
+        reason = backend_unavailable("tflite")
         results["tflite"] = {str(path): (
-            {"backend": "litert", "status": "skipped", "reason": reason} if reason else
-            run_worker(path, "litert", threads=threads, repeats=repeats))
+            {"backend": "tflite", "status": "skipped", "reason": reason} if reason else
+            run_worker(path, "tflite", threads=threads, repeats=repeats))
             for path in progress(tflite, desc="bench", unit="tflite")}
     return results
 
@@ -204,11 +212,12 @@ def latency_rows(results: dict) -> list[dict[str, str]]:
             if result["status"] != "ok":
                 rows.append({"backbone": name, "backend": backend, "step ms": "-",
                              "p90 ms": "-", "raw ms": "-", "head ms": "-", "clip ms": "-",
-                             "import+open": "-", "peak RSS": "-", "streaming peak": "-",
+                             "import+open": "-", "first frame": "-", "peak RSS": "-",
+                             "streaming peak": "-",
                              "note": f"{result['status']}: {result.get('reason', '')}"})
                 continue
             step, raw = result.get("step"), result.get("raw_step")
-            opened = result.get("import_open_s")
+            opened, first = result.get("import_open_s"), result.get("first_frame_s")
             rows.append({
                 "backbone": name, "backend": backend,
                 "step ms": f"{step['median_ms']:.2f}" if step else "-",
@@ -217,6 +226,7 @@ def latency_rows(results: dict) -> list[dict[str, str]]:
                 "head ms": f"{result['head']['median_ms']:.2f}",
                 "clip ms": f"{result['clip']['median_ms']:.1f}",
                 "import+open": f"{opened:.2f} s" if opened is not None else "-",
+                "first frame": f"{first:.2f} s" if first is not None else "-",
                 "peak RSS": f"{result['peak_rss_mb']:.0f} MB (+{result['session_rss_mb']:.0f})",
                 "streaming peak": f"{result['stream_peak_rss_mb']:.0f} MB",
                 "note": f"state {entry['state_bytes'] / 2**20:.2f} MiB in "
@@ -236,10 +246,12 @@ def report_text(results: dict, *, markdown: bool = False) -> str:
              "Latency and memory (streaming step per frame, preprocessed; raw: the same with "
              "a raw uint8 240x320 frame, numpy preprocessing included; head over the clip's "
              "embeddings; whole clip streamed or, for clip-mode models, in one call; import "
-             "+ open: from the first import to an open session; peak resident memory of the "
+             "+ open: from the first import to an open session; first frame: to the first "
+             "frame's embeddings; peak resident memory of the "
              "process, and in brackets what the session added to the libraries; streaming "
              "peak: the peak before the whole-clip test, what a streaming app holds; runtime: "
-             "grw_edge_runtime alone with onnxruntime, no torch):",
+             "grw_edge_runtime alone with onnxruntime, no torch; litert: grw_edge_runtime "
+             "alone with LiteRT on the LiteRT artifact):",
              format_table(latency_rows(results), markdown=markdown)]
     if results.get("tflite"):
         parts += ["", "TF Lite models under LiteRT (the same streaming loop: one frame and the "
@@ -253,11 +265,13 @@ def tflite_rows(results: dict) -> list[dict[str, str]]:
     for path, result in results.get("tflite", {}).items():
         if result["status"] != "ok":
             rows.append({"model": Path(path).name, "step ms": "-", "p90 ms": "-",
-                         "peak RSS": "-", "note": f"{result['status']}: {result['reason']}"})
+                         "first frame": "-", "peak RSS": "-",
+                         "note": f"{result['status']}: {result['reason']}"})
             continue
         step = result["step"]
         rows.append({"model": Path(path).name, "step ms": f"{step['median_ms']:.2f}",
                      "p90 ms": f"{step['p90_ms']:.2f}",
+                     "first frame": f"{result['first_frame_s']:.2f} s",
                      "peak RSS": f"{result['peak_rss_mb']:.0f} MB "
                                  f"(+{result['session_rss_mb']:.0f})",
                      "note": f"state {result['state_bytes'] / 2**20:.2f} MiB in "

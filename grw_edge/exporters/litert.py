@@ -135,6 +135,9 @@ def export(model: GrwVideoClassifier, out: str | Path, options: ExportOptions) -
     options.validate()
     if options.fused:
         raise ExportError("--fused is an ONNX option; LiteRT artifacts hold step and head")
+    if options.fp16_io:
+        raise ExportError("--fp16-io does not apply to LiteRT: its fp16 artifacts store float16 "
+                          "weights and keep float32 inputs, outputs and states")
     if not model.backbone_spec.causal:  # its graph takes whole clips of exactly this length
         options = dataclasses.replace(options, parity_frames=model.backbone_spec.frames_per_clip)
     converter = litert_torch()

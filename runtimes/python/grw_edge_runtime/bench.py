@@ -29,8 +29,9 @@ CAMERA_FRAME = (240, 320, 3)  # the raw frame pushed to time preprocessing + ste
 def measure(open_session: Callable[..., StreamingSession], artifact: str, backend: str | None,
             *, started: float, threads: int, repeats: int, warmup: int,
             step_only: bool = False, **options) -> dict:
-    """Import + open time, per-frame latency (preprocessed and raw uint8 frames), head and
-    whole-clip latency, and peak memory of one session (``step_only``: the step alone)."""
+    """Import + open time, time to the first frame's embeddings, per-frame latency
+    (preprocessed and raw uint8 frames), head and whole-clip latency, and peak memory of one
+    session (``step_only``: the step and the peak memory alone)."""
     imported = peak_rss_mb()  # the libraries alone, before the session
     session = open_session(artifact, backend, threads=threads, **options)
     result: dict[str, object] = {"backend": session.backend, "threads": threads,
@@ -42,10 +43,13 @@ def measure(open_session: Callable[..., StreamingSession], artifact: str, backen
     frame = rng.random((manifest.batch, 3, step_frames, side, side), dtype=np.float32)
     raw = rng.integers(0, 256, (manifest.batch, step_frames, *CAMERA_FRAME), dtype=np.uint8)
     if session.streaming:
+        session.push(frame)
+        result["first_frame_s"] = time.perf_counter() - started
         step = time_calls(lambda: session.push(frame), repeats=repeats, warmup=warmup)
         result["step"] = step.to_dict()
         result["frames_per_s"] = 1e3 * manifest.batch * step_frames / step.median_ms
         if step_only:
+            result["peak_rss_mb"] = peak_rss_mb()
             return result
         result["raw_step"] = time_calls(lambda: session.push(raw), repeats=repeats,
                                         warmup=warmup).to_dict()

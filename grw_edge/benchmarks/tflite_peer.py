@@ -2,7 +2,7 @@
 it: the signature runner, one frame and the states in, the states carried to the next call;
 prints JSON.  The peer row of ``grw-edge bench --compare-tflite``.
 
-    python -c "import time; t0 = time.perf_counter(); from grw_edge.benchmarks.litert import \\
+    python -c "import time; t0 = time.perf_counter(); from grw_edge.benchmarks.tflite_peer import \\
 main; main(t0)" MODEL.tflite [--threads 1] [--repeats 100]
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ def measure_tflite(path: str, *, started: float, threads: int, repeats: int,
 
     imported = peak_rss_mb()
     runner = Interpreter(model_path=path, num_threads=threads).get_signature_runner()
-    result: dict[str, object] = {"backend": "litert", "threads": threads,
+    result: dict[str, object] = {"backend": "tflite", "threads": threads,
                                  "import_open_s": time.perf_counter() - started}
     inputs, outputs = runner.get_input_details(), runner.get_output_details()
     frames = [name for name in inputs if name not in outputs]
@@ -43,6 +43,8 @@ def measure_tflite(path: str, *, started: float, threads: int, repeats: int,
         results = runner(**{frames[0]: frame}, **states)
         states.update((name, results[name]) for name in states)
 
+    step()
+    result["first_frame_s"] = time.perf_counter() - started
     timing = time_calls(step, repeats=repeats, warmup=warmup)
     peak = peak_rss_mb()
     return {**result, "step": timing.to_dict(), "frames_per_s": 1e3 / timing.median_ms,
