@@ -693,7 +693,10 @@ def _terminated(signum: int, frame: object) -> None:
 
 
 def main() -> None:
+    from grw_edge_runtime.litert import quiet_exit
+
     signal.signal(signal.SIGTERM, _terminated)
+    quiet_exit()
     cli(prog_name="grw-edge")
 
 

@@ -106,6 +106,9 @@ def _frames(path: Path, fps: float, limit: int) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from grw_edge_runtime.litert import quiet_exit
+
+    quiet_exit()
     parser = argparse.ArgumentParser(prog="grw-edge-runtime", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     for name, function in (("info", info), ("selftest", selftest), ("predict", predict)):

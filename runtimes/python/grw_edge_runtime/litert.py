@@ -11,6 +11,7 @@ whole-clip model takes exactly that many frames.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import math
@@ -54,6 +55,20 @@ def quiet_native_output() -> Iterator[None]:
         os.dup2(saved[1], 2)
         for fd in saved:
             os.close(fd)
+
+
+def quiet_exit() -> None:
+    """For command-line programs: keep the terminal free of what native code prints while
+    the process ends (LiteRT logs the release of its global environment from a C++ static
+    destructor, after Python's own shutdown).  Registered first, so it runs last."""
+    def mute() -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        with open(os.devnull, "w") as sink:
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+
+    atexit.register(mute)
 
 
 def _release(native: SimpleNamespace) -> None:
