@@ -16,6 +16,7 @@ import click
 
 from grw_edge._tables import format_table
 from grw_edge.errors import GrwEdgeError
+from grw_edge.targets import TARGETS
 
 
 class _Group(click.Group):
@@ -111,10 +112,10 @@ def info_command(checkpoint: str, as_json: bool) -> None:
 
 @cli.command("export")
 @_weights_options
-@click.option("--target", type=click.Choice(["onnx", "tensorrt", "litert", "coreml"]),
-              default="onnx", show_default=True, help="onnx: any ONNX runtime; tensorrt: "
-              "TensorRT-ready ONNX plus engines when a GPU is here; litert: .tflite files for "
-              "LiteRT (Android, LiteRT.js, XNNPACK); coreml: .mlpackage files.")
+@click.option("--target", type=click.Choice(list(TARGETS)), default="onnx", show_default=True,
+              help="onnx: any ONNX runtime; tensorrt: TensorRT-ready ONNX plus engines when a "
+              "GPU is here; litert: .tflite files for LiteRT (Android, LiteRT.js, XNNPACK); "
+              "coreml: .mlpackage files.")
 @click.option("--out", type=click.Path(file_okay=False), help="Artifact directory "
               "[default: <backbone>-<target>].")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True)

@@ -1,4 +1,4 @@
-"""Exporters, one module per target; ``export`` picks one by name.
+"""Exporters, one module per target; ``export`` picks one by name (``grw_edge.targets``).
 
 Adding a target is one module here, one in ``runtimes/`` and a line in each registry.
 """
@@ -13,13 +13,8 @@ from typing import Any
 from grw_edge.errors import ExportError
 from grw_edge.exporters.artifact import ExportOptions
 from grw_edge.models.classifier import GrwVideoClassifier
+from grw_edge.targets import TARGETS
 
-TARGETS = {
-    "onnx": "grw_edge.exporters.onnx",
-    "tensorrt": "grw_edge.exporters.tensorrt",
-    "coreml": "grw_edge.exporters.coreml",
-    "litert": "grw_edge.exporters.litert",
-}
 COMMON_OPTIONS = frozenset(field.name for field in dataclasses.fields(ExportOptions))
 
 

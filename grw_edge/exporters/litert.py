@@ -14,6 +14,7 @@ XNNPACK runs (the counter, the SE memory and the pooling are written for it).
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import importlib.metadata
 import itertools
@@ -231,7 +232,7 @@ def write_models(converter, model: GrwVideoClassifier, directory: Path, options:
               "mask": MASK_INPUT, "output": LOGITS_OUTPUT, "shape": [batch, window, embed_dim]})
     if not spec.causal:
         manifest.input["shape"][2] = window  # whole clips of exactly this many frames
-    manifest.step["xnnpack_outside"] = xnnpack_outside(directory / "step.tflite")
+    manifest.step["xnnpack_outside"] = operator_counts(xnnpack_outside(directory / "step.tflite"))
     return manifest
 
 
@@ -248,6 +249,11 @@ def convert(converter, module: nn.Module, signature: str, inputs: dict[str, Tens
             reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
             raise ExportError(f"converting {path.name} with litert-torch failed: "
                               f"{type(error).__name__}: {reason}") from error
+
+
+def operator_counts(names: list[str]) -> dict[str, int]:
+    """How many of each operator, by name: what the manifest records of a delegation."""
+    return dict(sorted(collections.Counter(names).items()))
 
 
 def reduce_precision(directory: Path, manifest: Manifest, options: ExportOptions) -> dict:
@@ -290,7 +296,7 @@ def reduce_precision(directory: Path, manifest: Manifest, options: ExportOptions
     if not steps:
         raise ExportError("INT8 calibration saw no frames: the calibration clips were empty")
     _write_quantized(model, calibration, step)
-    manifest.step["xnnpack_outside"] = xnnpack_outside(step)
+    manifest.step["xnnpack_outside"] = operator_counts(xnnpack_outside(step))
     return {"weights": "int8 symmetric per channel",
             "activations": "int8 per tensor, min/max calibrated on streamed frames and states",
             "ops": list(INT8_OPERATIONS), "io": "float32 (frames, states, embeddings)",
