@@ -152,3 +152,29 @@ def test_reduced_precision_stays_in_xnnpack_with_float_states(model, tmp_path, p
     assert open_session(path, threads=1).self_test().passed
     if precision == "int8":
         assert manifest["precision_details"]["calibration_steps"] == 2 * 50
+
+
+def test_depthwise_conv3d_as_temporal_taps_is_the_same_convolution():
+    """LiteRT's converter crashes on grouped 3D convolutions; the whole-clip (A3B) export
+    writes each as the sum of depthwise 2D convolutions over its temporal taps."""
+    conv = torch.nn.Conv3d(6, 6, (5, 3, 3), stride=(1, 2, 2), padding=(2, 0, 0), groups=6)
+    holder = torch.nn.Sequential(conv)
+    split = litert_exporter.split_depthwise_conv3d_(holder)
+    assert isinstance(split[0], litert_exporter.TemporalTaps) and len(split[0].taps) == 5
+    x = torch.randn(2, 6, 7, 9, 9)
+    with torch.no_grad():
+        assert (split(x) - conv(x)).abs().max() <= 1e-5
+
+
+def test_a_static_clip_selftest_holds_the_whole_clip_in_small_frames(artifact):
+    """A LiteRT whole-clip graph takes exactly frames_per_clip frames: its self-test holds a
+    whole clip, at a size that keeps the file as small as 8 camera frames."""
+    from grw_edge.exporters.selftest import CAMERA_SIZE, SELFTEST_FRAMES, frame_count, frame_size
+    from grw_edge_runtime.manifest import read_manifest
+
+    clip = read_manifest(artifact)
+    clip.mode, clip.input["shape"] = "clip", [1, 3, 120, SIDE, SIDE]
+    assert frame_count(clip) == 120
+    height, width = frame_size(120)
+    assert 120 * height * width <= SELFTEST_FRAMES * CAMERA_SIZE[0] * CAMERA_SIZE[1]
+    assert frame_count(read_manifest(artifact)) == SELFTEST_FRAMES  # streaming: unchanged
