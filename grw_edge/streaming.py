@@ -55,7 +55,9 @@ def state_specs(backbone: MoViNetBackbone, *, batch: int = 1, resolution: int | 
                               f"it has no streaming states")
     side = resolution or backbone.spec.resolution
     device = next(backbone.parameters()).device  # the dry step runs where the weights are
-    frames = torch.zeros(batch, 3, frames_per_step, side, side, device=device)
+    shape = ((batch, frames_per_step, side, side, 3) if backbone.encoder.channels_last
+             else (batch, 3, frames_per_step, side, side))
+    frames = torch.zeros(shape, device=device)
     with torch.no_grad():
         _, states = backbone.step(frames)
     return [StateSpec(name, tuple(t.shape), str(t.dtype).removeprefix("torch."))

@@ -45,6 +45,8 @@ def test_signatures_carry_the_manifest_names(artifact):
     assert sorted(step["step"]["outputs"]) == sorted(
         ["embeddings", *(s["output"] for s in manifest["states"])])
     assert manifest["states"][1]["input"] == "blocks_b1_l0_deep_buffer"
+    assert manifest["input"]["layout"] == "NTHWC" and manifest["input"]["shape"] == [1, 1, SIDE, SIDE, 3]
+    assert manifest["states"][1]["permute"] == [0, 1, 3, 4, 2]  # channels last, as XNNPACK
     assert manifest["states"][1]["output"] == "blocks_b1_l0_deep_buffer_next"
     head = Interpreter(model_path=str(artifact / "head.tflite")).get_signature_list()
     assert sorted(head["head"]["inputs"]) == ["embeddings", "mask"]
@@ -59,6 +61,8 @@ def test_signatures_carry_the_manifest_names(artifact):
 
 def test_xnnpack_runs_every_operator_of_the_step(artifact):
     assert xnnpack_outside(artifact / "step.tflite") == []
+    step = Interpreter(model_path=str(artifact / "step.tflite"))
+    assert "TRANSPOSE" not in {op["op_name"] for op in step._get_ops_details()}
     assert manifest_of(artifact)["step"]["xnnpack_outside"] == {}
 
 
@@ -173,7 +177,8 @@ def test_a_static_clip_selftest_holds_the_whole_clip_in_small_frames(artifact):
     from grw_edge_runtime.manifest import read_manifest
 
     clip = read_manifest(artifact)
-    clip.mode, clip.input["shape"] = "clip", [1, 3, 120, SIDE, SIDE]
+    clip.mode = "clip"
+    clip.input.update(shape=[1, 3, 120, SIDE, SIDE], layout="NCTHW")
     assert frame_count(clip) == 120
     height, width = frame_size(120)
     assert 120 * height * width <= SELFTEST_FRAMES * CAMERA_SIZE[0] * CAMERA_SIZE[1]

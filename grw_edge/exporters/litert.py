@@ -6,7 +6,10 @@ under its input name and returns ``embeddings`` and each next state under its ou
 (names are identifiers: a state's dots become underscores, ``_next`` marks the output);
 the head's signature ``head`` maps ``embeddings`` and ``mask`` to ``logits``.
 
-LiteRT graphs have static shapes: the head takes a window of ``frames_per_clip``
+The streaming step computes channels last, as XNNPACK does, so the graph holds no
+transposes: frames are (B, t, R, R, 3) (``input.layout`` NTHWC) and the frames-first states
+(B, T, C, H, W) are (B, T, H, W, C) (each state's ``permute``).  LiteRT graphs have static
+shapes: the head takes a window of ``frames_per_clip``
 embeddings and a ``mask`` (B, N) marking the first n <= N rows as frames (the logits are
 those of the n frames alone), and a base backbone's whole-clip ``step.tflite`` takes clips
 of exactly ``frames_per_clip`` frames.  Every operator of the streaming step is one that
@@ -44,6 +47,7 @@ from grw_edge.exporters.selftest import write_selftest
 from grw_edge.manifest import Manifest, StateEntry
 from grw_edge.models.classifier import GrwVideoClassifier
 from grw_edge.models.fusion import fold_for_inference
+from grw_edge.models.movinet import to_channels_last_
 from grw_edge_runtime.litert import LiteRTSession, quiet_native_output, xnnpack_outside
 from grw_edge.streaming import (
     ClassifierHead,
@@ -58,6 +62,7 @@ STEP_SIGNATURE = "step"
 HEAD_SIGNATURE = "head"
 NEXT_SUFFIX = "_next"
 MASK_INPUT = "mask"
+CHANNELS_LAST = [0, 1, 3, 4, 2]  # a frames-first state (B, T, C, H, W) as (B, T, H, W, C)
 # int8: the operators whose weights and activations are quantized; the rest stays float32,
 # so states, the counter and the SE memory keep their precision over long streams
 INT8_OPERATIONS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
@@ -204,13 +209,15 @@ def write_models(converter, model: GrwVideoClassifier, directory: Path, options:
     embed_dim, window = model.head_config.embed_dim, spec.frames_per_clip
     states: list[StateEntry] = []
     stages.start("LiteRT step")
-    if spec.causal:
+    if spec.causal:  # channels last, as XNNPACK computes: no transposes in the graph
+        to_channels_last_(folded.video_backbone.encoder)
         specs = state_specs(folded.video_backbone, batch=batch, resolution=side,
                             frames_per_step=t)
         states = [StateEntry(s.name, feature_name(s.name), feature_name(s.name) + NEXT_SUFFIX,
-                             list(s.shape), s.dtype, s.init) for s in specs]
+                             list(s.shape), s.dtype, s.init,
+                             CHANNELS_LAST if len(s.shape) == 5 else None) for s in specs]
         step = NamedStep(StreamingStep(folded.video_backbone, specs), states)
-        inputs = {FRAMES_INPUT: torch.zeros(batch, 3, t, side, side),
+        inputs = {FRAMES_INPUT: torch.zeros(batch, t, side, side, 3),
                   **{s.input: value for s, value in zip(states, initial_states(specs))}}
         convert(converter, step, STEP_SIGNATURE, inputs, directory / "step.tflite")
     else:
@@ -230,7 +237,9 @@ def write_models(converter, model: GrwVideoClassifier, directory: Path, options:
               "outputs": {"embeddings": EMBEDDINGS_OUTPUT}},
         head={"file": "head.tflite", "signature": HEAD_SIGNATURE, "input": EMBEDDINGS_OUTPUT,
               "mask": MASK_INPUT, "output": LOGITS_OUTPUT, "shape": [batch, window, embed_dim]})
-    if not spec.causal:
+    if spec.causal:
+        manifest.input.update(shape=[batch, t, side, side, 3], layout="NTHWC")
+    else:
         manifest.input["shape"][2] = window  # whole clips of exactly this many frames
     manifest.step["xnnpack_outside"] = operator_counts(xnnpack_outside(directory / "step.tflite"))
     return manifest

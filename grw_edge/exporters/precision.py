@@ -113,7 +113,8 @@ def step_feeds(run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
     for clip in clips:
         states = {s.input: np.full(s.shape, s.init, dtype=np.float32) for s in manifest.states}
         for start in range(0, clip.shape[2] - t + 1, t):
-            feed = {frames_name: np.ascontiguousarray(clip[:, :, start:start + t]), **states}
+            frames = manifest.in_input_layout(clip[:, :, start:start + t])
+            feed = {frames_name: np.ascontiguousarray(frames), **states}
             yield feed
             results = run(feed)
             states = {s.input: results[s.output] for s in manifest.states}

@@ -43,8 +43,14 @@ class MoViNetBackbone(nn.Module):
         """Channels-first frames (B, 3, t, H, W) plus states -> ((B, t, E), next states).
 
         This is DESIGN.md's streaming contract.  ``states=None`` starts a new stream.
-        Base (non-causal) backbones have no states and must be given the whole clip.
+        Base (non-causal) backbones have no states and must be given the whole clip.  An
+        encoder switched to channels last (``to_channels_last_``) takes (B, t, H, W, 3).
         """
+        if self._encoder.channels_last:
+            if frames.dim() != 5 or frames.shape[-1] != 3:
+                raise InputShapeError(f"expected channels-last frames (B, T, H, W, 3), got "
+                                      f"{tuple(frames.shape)}")
+            return self._encoder(frames, states)
         if frames.dim() != 5 or frames.shape[1] != 3:
             raise InputShapeError(
                 f"expected frames of shape (B, 3, T, H, W), got {tuple(frames.shape)}")

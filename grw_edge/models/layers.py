@@ -37,17 +37,33 @@ def same_padding_amounts(size: int, kernel: int, stride: int) -> tuple[int, int]
     return total // 2, total - total // 2
 
 
-def pad_same(x: Tensor, kernel: tuple[int, int], stride: tuple[int, int]) -> Tensor:
-    """Pad the last two (H, W) axes of ``x`` the way TensorFlow's 'SAME' convolution does."""
-    top, bottom = same_padding_amounts(x.shape[-2], kernel[0], stride[0])
-    left, right = same_padding_amounts(x.shape[-1], kernel[1], stride[1])
+def pad_same(x: Tensor, kernel: tuple[int, int], stride: tuple[int, int], *,
+             channels_last: bool = False) -> Tensor:
+    """Pad the (H, W) axes of ``x`` (its last two, or the two before the channels) the way
+    TensorFlow's 'SAME' convolution does."""
+    height, width = x.shape[-3:-1] if channels_last else x.shape[-2:]
+    top, bottom = same_padding_amounts(height, kernel[0], stride[0])
+    left, right = same_padding_amounts(width, kernel[1], stride[1])
     if top == bottom == left == right == 0:
         return x
-    return F.pad(x, (left, right, top, bottom))
+    return F.pad(x, (0, 0, left, right, top, bottom) if channels_last
+                 else (left, right, top, bottom))
+
+
+def channels_first(module: nn.Module, x: Tensor) -> Tensor:
+    """``module`` (written for (N, C, H, W)) on channels-last ``x`` (N, H, W, C).  Converters
+    fold these transposes into their own channels-last kernels."""
+    return module(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
 
 class ConvNormAct(nn.Sequential):
-    """Convolution, optional batch norm and optional activation, named as upstream."""
+    """Convolution, optional batch norm and optional activation, named as upstream.
+
+    ``channels_last`` (set by ``grw_edge.models.movinet.to_channels_last_``): the input and
+    output are (N, H, W, C).
+    """
+
+    channels_last = False
 
     def __init__(
         self,
@@ -62,6 +78,9 @@ class ConvNormAct(nn.Sequential):
             ("act", act if act is not None else nn.Identity()),
         ]))
 
+    def forward(self, x: Tensor) -> Tensor:
+        return channels_first(super().forward, x) if self.channels_last else super().forward(x)
+
 
 class TfAvgPool(nn.Module):
     """3x3 spatial average pool with stride 2 and TensorFlow 'SAME' semantics.
@@ -70,17 +89,26 @@ class TfAvgPool(nn.Module):
     upstream port emulates (odd sizes pad both sides, even sizes pad the far side).  Written
     as a plain pool of the zero-padded input divided by the share of real values under each
     window (the same pool of ones), so that every target has the operators and no tensor is
-    built from host data (a CUDA graph forbids it).
+    built from host data (a CUDA graph forbids it).  ``channels_last``: x is (N, H, W, C).
     """
 
+    channels_last = False
+
     def forward(self, x: Tensor) -> Tensor:
-        """Pools the last two axes of x, (N, C, H, W) or (B, C, T, H, W)."""
-        height, width = x.shape[-2:]
+        """Pools the (H, W) axes of x, (N, C, H, W) or (B, C, T, H, W), or channels-last
+        frames (N, H, W, C)."""
+        height, width = x.shape[-3:-1] if self.channels_last else x.shape[-2:]
         if height != width:
             raise ValueError(f"TF-like pooling needs square frames, got {height}x{width}")
         before, after = same_padding_amounts(width, 3, 2)
-        pads = (before, after, before, after)
-        planes = x.flatten(0, -4)  # 2D pooling over (..., C', H, W)
-        pooled = F.avg_pool2d(F.pad(planes, pads), 3, stride=2)
-        real = F.avg_pool2d(F.pad(torch.ones_like(planes[:1, :1]), pads), 3, stride=2)
-        return (pooled / real).reshape(*x.shape[:-2], *pooled.shape[-2:])
+        if self.channels_last:
+            padded = F.pad(x, (0, 0, before, after, before, after))
+            ones = torch.ones_like(padded[:1, :, :, :1])
+            return channels_first(_pool3x3, padded) / channels_first(_pool3x3, ones)
+        planes = F.pad(x.flatten(0, -4), (before, after, before, after))  # (..., C', H, W)
+        pooled = _pool3x3(planes) / _pool3x3(torch.ones_like(planes[:1, :1]))
+        return pooled.reshape(*x.shape[:-2], *pooled.shape[-2:])
+
+
+def _pool3x3(x: Tensor) -> Tensor:
+    return F.avg_pool2d(x, 3, stride=2)

@@ -73,18 +73,21 @@ def _window(buffer: Tensor, clip: Tensor, start: int, length: int) -> Tensor:
     return torch.cat((buffer[:, start:], clip[:, :start + length - held]), dim=1)
 
 
-def _temporal_depthwise(buffer: Tensor, clip: Tensor, conv: nn.Conv2d) -> Tensor:
+def _temporal_depthwise(buffer: Tensor, clip: Tensor, conv: nn.Conv2d, *,
+                        channels_last: bool = False) -> Tensor:
     """A causal depthwise (k, 1) convolution over time of frames-first clips
-    (B, T, C, H, W) whose k - 1 preceding frames are ``buffer``.
+    (B, T, C, H, W), or (B, T, H, W, C) when ``channels_last``, whose k - 1 preceding
+    frames are ``buffer``.
 
     Written as k per-channel multiply-adds of shifted frames instead of a convolution, so
     that a streamed step needs no transpose and no im2col; equal up to float rounding.
     """
-    kernel = conv.weight[:, 0, :, 0].T.unsqueeze(-1).unsqueeze(-1)  # (k, C, 1, 1)
+    kernel = conv.weight[:, 0, :, 0].T  # (k, C)
+    kernel = kernel[:, None, None, :] if channels_last else kernel[:, :, None, None]
     frames = clip.shape[1]
     y = sum(_window(buffer, clip, i, frames) * kernel[i] for i in range(kernel.shape[0]))
     if conv.bias is not None:
-        y = y + conv.bias.reshape(1, 1, -1, 1, 1)
+        y = y + (conv.bias if channels_last else conv.bias.reshape(-1, 1, 1))
     return y
 
 
@@ -101,6 +104,8 @@ class ConvBlock(nn.Module):
 
     Spatial padding is TensorFlow 'SAME'; a base 3D convolution pads time symmetrically.
     """
+
+    channels_last = False  # see to_channels_last_
 
     def __init__(
         self,
@@ -137,7 +142,8 @@ class ConvBlock(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.conv_1(pad_same(x, self.spatial_kernel, self.spatial_stride))
+        return self.conv_1(pad_same(x, self.spatial_kernel, self.spatial_stride,
+                                    channels_last=self.channels_last))
 
 
 class CausalConvBlock(nn.Module):
@@ -146,6 +152,8 @@ class CausalConvBlock(nn.Module):
     The temporal conv sees the last ``k_t - 1`` frames of its input through a stream
     buffer instead of padding, so its output for frame ``i`` depends on frames <= ``i``.
     """
+
+    channels_last = False  # see to_channels_last_
 
     def __init__(self, channels: int, kernel_size: tuple[int, int, int], *,
                  spatial_stride: int = 1) -> None:
@@ -166,13 +174,16 @@ class CausalConvBlock(nn.Module):
 
     def forward(self, x: Tensor, batch: int, buffer: Tensor | None = None
                 ) -> tuple[Tensor, Tensor]:
-        """A frame batch x (B * t, C, H, W) and the buffer (B, k_t - 1, C, H', W')."""
-        x = self.conv_1(pad_same(x, self.spatial_kernel, self.spatial_stride))
+        """A frame batch x (B * t, C, H, W) and the buffer (B, k_t - 1, C, H', W')
+        (channels last: (B * t, H, W, C) and (B, k_t - 1, H', W', C))."""
+        x = self.conv_1(pad_same(x, self.spatial_kernel, self.spatial_stride,
+                                 channels_last=self.channels_last))
         clip = x.unflatten(0, (batch, -1))
         if buffer is None:
             buffer = clip.new_zeros(batch, self.buffer_frames, *clip.shape[2:])
         next_buffer = _window(buffer, clip, clip.shape[1], self.buffer_frames)
-        y = _temporal_depthwise(buffer, clip, self.conv_2.conv2d).flatten(0, 1)
+        y = _temporal_depthwise(buffer, clip, self.conv_2.conv2d,
+                                channels_last=self.channels_last).flatten(0, 1)
         return self.conv_2.act(self.conv_2.norm(y)), next_buffer
 
 
@@ -183,6 +194,8 @@ class SqueezeExcitation(nn.Module):
     frame count), concatenated with the current frame's spatial mean.  Base: a global
     mean over time and space.
     """
+
+    channels_last = False  # see to_channels_last_
 
     def __init__(self, channels: int, *, causal: bool, squeeze_factor: int = 4) -> None:
         super().__init__()
@@ -201,8 +214,9 @@ class SqueezeExcitation(nn.Module):
         """``ticks``: one per frame, how the counter moves (None: a whole clip from the
         start whose memory is not kept, pooled exactly as upstream does)."""
         next_means = None
-        if self.causal:  # x is a frame batch (B * T, C, H, W)
-            spatial_mean = x.mean(dim=(2, 3), keepdim=True).unflatten(0, (batch, -1))
+        if self.causal:  # x is a frame batch (B * T, C, H, W) or (B * T, H, W, C)
+            spatial = (1, 2) if self.channels_last else (2, 3)
+            spatial_mean = x.mean(dim=spatial, keepdim=True).unflatten(0, (batch, -1))
             if ticks is None:
                 seen = torch.arange(1, spatial_mean.shape[1] + 1, dtype=x.dtype, device=x.device)
                 cumulative = torch.cumsum(spatial_mean, dim=1) / seen.reshape(1, -1, 1, 1, 1)
@@ -215,7 +229,8 @@ class SqueezeExcitation(nn.Module):
                     steps.append(mean)
                 cumulative = steps[0] if len(steps) == 1 else torch.cat(steps, dim=1)
                 next_means = means
-            pooled = torch.cat((cumulative, spatial_mean), dim=2).flatten(0, 1)
+            channels = -1 if self.channels_last else 2
+            pooled = torch.cat((cumulative, spatial_mean), dim=channels).flatten(0, 1)
         else:
             pooled = F.adaptive_avg_pool3d(x, 1)
         scale = self.activation_2(self.fc2(self.activation_1(self.fc1(pooled))))
@@ -273,6 +288,8 @@ class Bottleneck(nn.Module):
 class MoViNetEncoder(nn.Module):
     """MoViNet up to conv7, then the per-frame spatial mean and a Linear to the embedding."""
 
+    channels_last = False  # see to_channels_last_
+
     def __init__(self, arch: MoViNetArch, embed_dim: int, *, causal: bool,
                  max_drop_path_rate: float = 0.0) -> None:
         super().__init__()
@@ -293,7 +310,8 @@ class MoViNetEncoder(nn.Module):
 
     def forward(self, x: Tensor, states: Mapping[str, Tensor] | None = None, *,
                 keep_states: bool = True) -> tuple[Tensor, States]:
-        """Frames (B, T, 3, H, W) if causal, (B, 3, T, H, W) if base -> ((B, T, E), next states).
+        """Frames (B, T, 3, H, W) if causal ((B, T, H, W, 3) channels last), (B, 3, T, H, W) if
+        base -> ((B, T, E), next states).
 
         ``keep_states=False`` with no ``states``: a whole clip whose memory is dropped
         (training, clip evaluation); the next states are then not computed.
@@ -321,12 +339,28 @@ class MoViNetEncoder(nn.Module):
             next_states.update({prefix + key: value for key, value in block_next.items()})
         x = self.conv7(x)
         if self.causal:
-            features = x.mean(dim=(2, 3)).unflatten(0, (batch, frames))
+            spatial = (1, 2) if self.channels_last else (2, 3)
+            features = x.mean(dim=spatial).unflatten(0, (batch, frames))
             if digits is not None:  # the counter last, as the exporters order states
                 next_states[FRAME_COUNT] = digits
         else:
             features = x.mean(dim=(3, 4)).transpose(1, 2)  # (B, C, T) -> (B, T, C)
         return self.classifier(features), next_states
+
+
+def to_channels_last_(encoder: MoViNetEncoder) -> MoViNetEncoder:
+    """Switch an inference-folded causal encoder, in place, to channels-last frames: input
+    (B, T, H, W, 3), temporal buffers (B, k_t - 1, H, W, C) and SE level means
+    (B, L, 1, 1, C).  The same computation; converters to channels-last runtimes (LiteRT)
+    then need no transposes, as each convolution's permutes fold into their kernels."""
+    if not encoder.causal:
+        raise ValueError("channels-last frames are for causal (2D) encoders")
+    if any(isinstance(module, nn.modules.batchnorm._BatchNorm) for module in encoder.modules()):
+        raise ValueError("fold the batch norms first (grw_edge.models.fusion)")
+    for module in encoder.modules():
+        if hasattr(module, "channels_last"):
+            module.channels_last = True
+    return encoder
 
 
 @dataclass(frozen=True)

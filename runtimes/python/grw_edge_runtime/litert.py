@@ -189,7 +189,7 @@ class LiteRTSession(StreamingSession):
 
     def _run_step(self, frames: np.ndarray) -> np.ndarray:
         native = self._native
-        native.frame.write(frames)
+        native.frame.write(self.manifest.in_input_layout(frames))
         call_in, call_out = native.calls[self._current]
         try:
             native.step.run_by_index(native.signature, call_in, call_out)
@@ -208,7 +208,7 @@ class LiteRTSession(StreamingSession):
         self._current = 1 - self._current
 
     def _run_clip(self, frames: np.ndarray) -> np.ndarray:
-        needed = int(self.manifest.input["shape"][2])
+        needed = self.manifest.frames_per_step
         if frames.shape[2] != needed:
             raise InputShapeError(f"this LiteRT artifact embeds whole clips of {needed} "
                                   f"frames; it holds {frames.shape[2]}: push "

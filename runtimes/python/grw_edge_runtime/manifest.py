@@ -76,17 +76,29 @@ class Manifest:
     producer: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
+    def input_size(self, axis: str) -> int:
+        """The size of an axis of the frames input by its letter in ``input.layout``
+        (N batch, C channels, T frames, H, W): NCTHW by default, NTHWC for channels-last
+        graphs."""
+        layout = self.input.get("layout", "NCTHW")
+        return int(self.input["shape"][layout.index(axis)])
+
+    def in_input_layout(self, frames: np.ndarray) -> np.ndarray:
+        """Frames (B, 3, t, R, R) with their axes in ``input.layout``'s order (a view)."""
+        layout = self.input.get("layout", "NCTHW")
+        return frames.transpose(["NCTHW".index(axis) for axis in layout])
+
     @property
     def resolution(self) -> int:
-        return int(self.input["shape"][-1])
+        return self.input_size("W")
 
     @property
     def batch(self) -> int:
-        return int(self.input["shape"][0])
+        return self.input_size("N")
 
     @property
     def frames_per_step(self) -> int:
-        return int(self.input["shape"][2])
+        return self.input_size("T")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -47,9 +47,8 @@ class StreamingSession(ABC):
         self.on_nonfinite = on_nonfinite
         self.faults = 0  # steps whose results were not finite (and were dropped)
         self.window = self.manifest.frames_per_clip
-        shape = self.manifest.input["shape"]  # (B, 3, t, R, R)
-        self._batch, self._resolution = int(shape[0]), int(shape[-1])
-        self._step_frames = int(shape[2]) if self.streaming else 1
+        self._batch, self._resolution = self.manifest.batch, self.manifest.resolution
+        self._step_frames = self.manifest.frames_per_step if self.streaming else 1
         preprocessing = self.manifest.input.get("preprocess", {})
         self._resize = int(preprocessing.get("resize", [self._resolution])[0])
         self._embeddings: deque[np.ndarray] = deque(maxlen=self.window)
