@@ -68,6 +68,7 @@ def test_a_tflite_streaming_model_is_timed_with_litert_or_skipped_with_the_reaso
     else:
         assert peer["status"] == "ok", peer
         assert peer["states"] == 1 and peer["state_bytes"] == 12
+        assert peer["modules"] == []  # LiteRT and numpy alone, like the runtime's rows
         assert 0 < peer["step"]["median_ms"] < 50 and peer["threads"] == 1
     assert "tiny_stream.tflite" in report_text(results)
 

@@ -93,7 +93,7 @@ def worker_command(artifact: Path, backend: str, *, threads: int, repeats: int,
     elif backend == "litert":
         module, chosen = "grw_edge_runtime.bench", ["--backend", "litert"]
     elif backend == "tflite":
-        module, chosen = "grw_edge.benchmarks.tflite_peer", []
+        module, chosen = "grw_edge_runtime.peer", []
     else:
         module, chosen = "grw_edge.benchmarks.worker", ["--backend", backend, "--device", device]
     boot = f"import time; t0 = time.perf_counter(); from {module} import main; main(t0)"

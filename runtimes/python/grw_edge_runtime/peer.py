@@ -1,8 +1,9 @@
 """Times a TF Lite streaming model under LiteRT in a process of its own, the way an app runs
 it: the signature runner, one frame and the states in, the states carried to the next call;
-prints JSON.  The peer row of ``grw-edge bench --compare-tflite``.
+prints JSON.  The peer row of ``grw-edge bench --compare-tflite``; it lives in the device
+runtime so that, like the runtime's own rows, its process holds LiteRT and numpy only.
 
-    python -c "import time; t0 = time.perf_counter(); from grw_edge.benchmarks.tflite_peer import \\
+    python -c "import time; t0 = time.perf_counter(); from grw_edge_runtime.peer import \\
 main; main(t0)" MODEL.tflite [--threads 1] [--repeats 100]
 """
 from __future__ import annotations
@@ -49,7 +50,8 @@ def measure_tflite(path: str, *, started: float, threads: int, repeats: int,
     peak = peak_rss_mb()
     return {**result, "step": timing.to_dict(), "frames_per_s": 1e3 / timing.median_ms,
             "states": len(states), "state_bytes": sum(s.nbytes for s in states.values()),
-            "peak_rss_mb": peak, "session_rss_mb": peak - imported}
+            "peak_rss_mb": peak, "session_rss_mb": peak - imported,
+            "modules": sorted({"torch", "torchvision", "grw_edge"} & set(sys.modules))}
 
 
 def main(started: float) -> None:
