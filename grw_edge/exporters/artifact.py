@@ -6,7 +6,7 @@ import platform
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from grw_edge.labels import class_names
 from grw_edge.manifest import Manifest, StateEntry
 from grw_edge.models.classifier import GrwVideoClassifier
 from grw_edge.streaming import StateSpec
+from grw_edge_runtime import StreamingSession
 from grw_edge_runtime.integrity import record_files
 
 LABELS_FILE = "labels.txt"
@@ -180,3 +181,28 @@ def measured_parity(model: GrwVideoClassifier, session, options: ExportOptions) 
                           + ("" if options.precision == "fp32" else
                              " (--allow-degraded writes it anyway)"))
     return {**report.to_dict(), "passed": not problems, "problems": problems}
+
+
+def check_and_seal(model: GrwVideoClassifier, directory: Path, manifest: Manifest,
+                   options: ExportOptions, stages, session: Callable[[], StreamingSession], *,
+                   before_selftest: Callable[[Path, Manifest], None] | None = None) -> None:
+    """The stages an export ends with: parity of the written artifact with the reference
+    through ``session`` (a factory of sessions on it), its self-test, and the record of its
+    files.  ``before_selftest`` lets a target built on another (TensorRT) add its files."""
+    manifest.write(directory)
+    stages.start("parity")
+    manifest.parity = measured_parity(model, session(), options)
+    manifest.write(directory)
+    stages.done()
+    if before_selftest:
+        stages.start("target files")
+        before_selftest(directory, manifest)
+        manifest.write(directory)
+        stages.done()
+    from grw_edge.exporters.selftest import write_selftest
+
+    stages.start("self-test")
+    write_selftest(model, directory, manifest, seed=options.seed,
+                   allow_degraded=options.allow_degraded, session=session)
+    seal(directory, manifest)
+    stages.done()

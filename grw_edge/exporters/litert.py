@@ -37,13 +37,11 @@ from grw_edge.exporters.artifact import (
     ExportOptions,
     artifact_directory,
     base_manifest,
+    check_and_seal,
     feature_name,
-    measured_parity,
-    seal,
     write_common_files,
 )
 from grw_edge.exporters.precision import calibration_clips, step_feeds
-from grw_edge.exporters.selftest import write_selftest
 from grw_edge.manifest import Manifest, StateEntry
 from grw_edge.models.classifier import GrwVideoClassifier
 from grw_edge.models.fusion import fold_for_inference
@@ -162,17 +160,8 @@ def export(model: GrwVideoClassifier, out: str | Path, options: ExportOptions) -
                 stages.start(f"{options.precision} conversion")
                 manifest.precision_details = reduce_precision(staging, manifest, options)
                 stages.done()
-            manifest.write(staging)
-            stages.start("parity")
-            manifest.parity = measured_parity(model, LiteRTSession(staging, manifest), options)
-            manifest.write(staging)
-            stages.done()
-            stages.start("self-test")
-            write_selftest(model, staging, manifest, seed=options.seed,
-                           allow_degraded=options.allow_degraded,
-                           session=lambda: LiteRTSession(staging, manifest))
-            seal(staging, manifest)
-            stages.done()
+            check_and_seal(model, staging, manifest, options, stages,
+                           lambda: LiteRTSession(staging, manifest))
     finally:
         stages.close()
     return Path(out)

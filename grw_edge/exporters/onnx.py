@@ -29,8 +29,7 @@ from grw_edge.exporters.artifact import (
     ExportOptions,
     artifact_directory,
     base_manifest,
-    measured_parity,
-    seal,
+    check_and_seal,
     state_entry,
     write_common_files,
 )
@@ -42,7 +41,6 @@ from grw_edge.exporters.precision import (
     quantize_to_int8,
     step_feeds,
 )
-from grw_edge.exporters.selftest import write_selftest
 from grw_edge.manifest import Manifest
 from grw_edge.models.classifier import GrwVideoClassifier
 from grw_edge.models.fusion import fold_for_inference
@@ -102,22 +100,8 @@ def write_artifact(model: GrwVideoClassifier, out: str | Path, options: ExportOp
                 stages.start("mobile format")
                 manifest.mobile = write_mobile_format(staging, manifest)
                 stages.done()
-            manifest.write(staging)
-            stages.start("parity")
-            manifest.parity = check_parity(model, staging, manifest, options)
-            manifest.write(staging)
-            stages.done()
-            if finish:
-                stages.start(f"{target} files")
-                finish(staging, manifest)
-                manifest.write(staging)
-                stages.done()
-            stages.start("self-test")
-            write_selftest(model, staging, manifest, seed=options.seed,
-                           allow_degraded=options.allow_degraded,
-                           session=lambda: OnnxRuntimeSession(staging, manifest))
-            seal(staging, manifest)
-            stages.done()
+            check_and_seal(model, staging, manifest, options, stages,
+                           lambda: OnnxRuntimeSession(staging, manifest), before_selftest=finish)
     finally:
         stages.close()
     return Path(out)
@@ -294,8 +278,3 @@ def write_mobile_format(directory: Path, manifest: Manifest) -> dict:
     return {**converted, "required_operators": config.name,
             "optimization": "basic (portable across devices)"}
 
-
-def check_parity(model: GrwVideoClassifier, directory: Path, manifest: Manifest,
-                 options: ExportOptions) -> dict:
-    """Run the written graphs with ONNX Runtime against the reference (see measured_parity)."""
-    return measured_parity(model, OnnxRuntimeSession(directory, manifest), options)
