@@ -94,3 +94,25 @@ def test_fresh_model_trains():
     logits.sum().backward()
     assert model.ln.weight.grad is not None
     assert all(block.alpha.item() == 0.0 for block in model.video_backbone.encoder.blocks.values())
+
+
+@pytest.mark.parametrize("side", [7, 8, 22, 43])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_tf_average_pool_counts_only_real_pixels(side, channels_last):
+    """TF 'SAME' 3x3/2 pooling: each output is the mean of the real pixels under its window
+    (brute force here), in both layouts."""
+    from grw_edge.models.layers import TfAvgPool, same_padding_amounts
+
+    x = torch.randn(2, 4, side, side)
+    before, _ = same_padding_amounts(side, 3, 2)
+    out = (side + 1) // 2
+    expected = torch.empty(2, 4, out, out)
+    for i in range(out):
+        for j in range(out):
+            rows = slice(max(2 * i - before, 0), min(2 * i - before + 3, side))
+            cols = slice(max(2 * j - before, 0), min(2 * j - before + 3, side))
+            expected[:, :, i, j] = x[:, :, rows, cols].mean(dim=(2, 3))
+    pool = TfAvgPool()
+    pool.channels_last = channels_last
+    got = (pool(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2) if channels_last else pool(x))
+    assert (got - expected).abs().max() <= 1e-6

@@ -5,6 +5,7 @@ so that published snapshots load key for key.
 """
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 
 import torch
@@ -97,17 +98,22 @@ class TfAvgPool(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Pools the (H, W) axes of x, (N, C, H, W) or (B, C, T, H, W), or channels-last
         frames (N, H, W, C)."""
-        height, width = x.shape[-3:-1] if self.channels_last else x.shape[-2:]
+        shape = x.shape
+        height, width = shape[-3:-1] if self.channels_last else shape[-2:]
         if height != width:
             raise ValueError(f"TF-like pooling needs square frames, got {height}x{width}")
         before, after = same_padding_amounts(width, 3, 2)
         if self.channels_last:
-            padded = F.pad(x, (0, 0, before, after, before, after))
-            ones = torch.ones_like(padded[:1, :, :, :1])
-            return channels_first(_pool3x3, padded) / channels_first(_pool3x3, ones)
-        planes = F.pad(x.flatten(0, -4), (before, after, before, after))  # (..., C', H, W)
-        pooled = _pool3x3(planes) / _pool3x3(torch.ones_like(planes[:1, :1]))
-        return pooled.reshape(*x.shape[:-2], *pooled.shape[-2:])
+            pads = (0, 0, before, after, before, after)
+            pool = functools.partial(channels_first, _pool3x3)
+            ones = torch.ones_like(x[:1, :, :, :1])
+        else:
+            x = x.flatten(0, -4)  # (..., C', H, W)
+            pads, pool, ones = (before, after, before, after), _pool3x3, torch.ones_like(x[:1, :1])
+        pooled = pool(F.pad(x, pads)) / pool(F.pad(ones, pads))  # padding does not count
+        if self.channels_last:
+            return pooled
+        return pooled.reshape(*shape[:-2], *pooled.shape[-2:])
 
 
 def _pool3x3(x: Tensor) -> Tensor:
