@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from grw_edge._tables import format_table
+from grw_edge.data.failures import DEFAULT_MAX_FAILED
 from grw_edge.errors import GrwEdgeError
 from grw_edge.targets import TARGETS
 
@@ -36,6 +37,14 @@ class _Group(click.Group):
 @click.version_option(package_name="grw-edge")
 def cli() -> None:
     """GRW-smoothed MoViNet video recognition: train, export, verify, evaluate, benchmark."""
+
+
+def _max_failed_option(function):
+    """--max-failed-clips: the fraction of clips that may fail to decode before a run stops."""
+    return click.option("--max-failed-clips", type=click.FloatRange(0, 1),
+                        default=DEFAULT_MAX_FAILED, show_default=True,
+                        help="Fraction of the clips that may fail to decode (each is skipped "
+                             "and named) before the run stops.")(function)
 
 
 def _weights_options(function):
@@ -391,8 +400,8 @@ def _long_stream_eval(data_root: str, split: str, protocol, open_session, classe
         "by quarter": " ".join(f"{a:.0%}" for a in s.by_segment),
         "every frame": f"{s.every_frame:.1%}", "steps/frame": s.steps_per_frame,
         "ms/frame": f"{s.ms_per_frame:.2f}"} for s in report.scores]))
-    for path in unreadable:
-        click.echo(f"  unreadable: {path}")
+    for failure in unreadable:
+        click.echo(f"  unreadable: {failure['path']}: {failure['reason']}")
 
 
 def _judge_against_reference(report, precision: str) -> None:
@@ -523,6 +532,7 @@ def predict_command(video: str, backbone: str | None, checkpoint: str | None, hu
 @click.option("--log-every", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@_max_failed_option
 def train_command(backbone: str, data: str, out: str, split: str, init: str | None,
                   resume: bool, frames: int, fps: float, resolution: int | None, T: int,
                   grw_weight: float, grw_alpha: float, intermediate_weight: float,
@@ -530,7 +540,7 @@ def train_command(backbone: str, data: str, out: str, split: str, init: str | No
                   weight_decay: float, warmup_steps: int, grad_clip: float, ema_decay: float,
                   dropout: float, drop_path: float, freeze_bn: bool, precision: str,
                   checkpoint_every: int,
-                  log_every: int, workers: int, seed: int) -> None:
+                  log_every: int, workers: int, seed: int, max_failed_clips: float) -> None:
     """Train with cross-entropy + lambda * GRW (torchrun for several GPUs or processes)."""
     from grw_edge.registry import get_backbone
     from grw_edge.training import TrainConfig, train
@@ -549,7 +559,7 @@ def train_command(backbone: str, data: str, out: str, split: str, init: str | No
                       dropout=dropout, drop_path=drop_path, freeze_bn=freeze_bn,
                       precision=precision,
                       checkpoint_every=checkpoint_every, log_every=log_every, workers=workers,
-                      seed=seed)
+                      seed=seed, max_failed_clips=max_failed_clips)
     path = train(cfg, resume=resume)
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(f"wrote {path}")

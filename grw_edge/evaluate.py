@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 
 from grw_edge._progress import progress
-from grw_edge.data.kinetics import DatasetError, VideoClipDataset
+from grw_edge.data.kinetics import DatasetError, VideoClipDataset, collate_clips
 from grw_edge.distributed import distributed_setup, distributed_teardown
 from grw_edge.errors import GrwEdgeError
 from grw_edge.models.classifier import GrwVideoClassifier
@@ -120,14 +120,18 @@ def evaluate(dataset: VideoClipDataset, predictors: dict[str, Predictor],
     rank, world = distributed_setup()
     selected = chosen_clips(len(dataset), max_clips)
     mine = selected[rank::world]
-    loader = DataLoader(Subset(dataset, mine), batch_size=batch_size, num_workers=workers)
+    loader = DataLoader(Subset(dataset, mine), batch_size=batch_size, num_workers=workers,
+                        collate_fn=collate_clips)
     start = time.perf_counter()
     records = []
     for batch in progress(loader, desc="eval", unit="batch"):
+        records.extend({"clip": f["clip"], "ok": False, "reason": f["reason"]}
+                       for f in batch["failures"])  # never shown to a model
+        if not len(batch["label"]):
+            continue
         outputs = {name: predict(batch["frames"]) for name, predict in predictors.items()}
         for i, clip in enumerate(batch["clip"].tolist()):
-            records.append({"clip": clip, "ok": bool(batch["ok"][i]),
-                            "label": int(batch["label"][i]),
+            records.append({"clip": clip, "ok": True, "label": int(batch["label"][i]),
                             "logits": {name: out[i] for name, out in outputs.items()}})
     if world > 1:
         gathered: list[list[dict]] = [[] for _ in range(world)]

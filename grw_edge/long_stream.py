@@ -21,7 +21,6 @@ import torch
 
 from grw_edge._progress import progress
 from grw_edge.data.kinetics import DatasetError, build_index
-from grw_edge.data.video import VideoDecodeError
 from grw_edge.errors import GrwEdgeError
 from grw_edge.evaluate import label_map
 from grw_edge.predict import sampled_frames
@@ -48,29 +47,31 @@ class LongStreamReport:
     videos: int
     window: int
     scores: list[PolicyScores]
-    unreadable: list[str] = field(default_factory=list)
+    unreadable: list[dict] = field(default_factory=list)  # {"path", "reason"}
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
 def stream_of_videos(root: str, split: str, protocol: ClipProtocol, *, repeat: int = 1,
-                     seed: int = 0) -> tuple[list[tuple[int, torch.Tensor]], list[str], list[str]]:
+                     seed: int = 0) -> tuple[list[tuple[int, torch.Tensor]], list[str], list[dict]]:
     """Every video of the split at the protocol's fps and crop, in shuffled order (each of
-    ``repeat`` passes reshuffled): ([(label, frames (T, 3, R, R))], classes, unreadable)."""
+    ``repeat`` passes reshuffled): ([(label, frames (T, 3, R, R))], classes, unreadable
+    [{"path", "reason"}]).  A video that cannot be used is skipped and listed, never fatal."""
     index = build_index(root, split)
     whole = protocol.override(frames=10**9)
-    videos, unreadable = [], [failure["path"] for failure in index.failed]
+    videos, unreadable = [], list(index.failed)
     for video in index.videos:
         try:
             frames, _ = sampled_frames(Path(root) / split / video["path"], whole)
-        except VideoDecodeError:
-            unreadable.append(video["path"])
+        except GrwEdgeError as error:  # undecodable, no frames, no timestamps, ...
+            unreadable.append({"path": video["path"], "reason": str(error)})
             continue
         videos.append((int(video["label"]), frames))
     if not videos:
+        listed = ", ".join(f"{f['path']} ({f['reason']})" for f in unreadable[:5])
         raise DatasetError(f"no readable video in {root}/{split}"
-                           + (f" (unreadable: {', '.join(unreadable[:5])})" if unreadable else ""))
+                           + (f": {listed}" if unreadable else ""))
     order = random.Random(seed)
     stream = []
     for _ in range(repeat):

@@ -138,7 +138,7 @@ def test_long_stream_scores_each_policy(folder, artifact, tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["videos"] == 8 and report["frames"] == 8 * 8 and report["window"] == 4
-    assert report["unreadable"] == ["abseiling/corrupt.mp4"]
+    assert [f["path"] for f in report["unreadable"]] == ["abseiling/corrupt.mp4"]
     cumulative, reset = report["scores"]
     assert (cumulative["policy"], reset["policy"]) == ("cumulative", "reset-every-6")
     assert (cumulative["steps_per_frame"], reset["steps_per_frame"]) == (1, 2)

@@ -1,4 +1,5 @@
 """Training: the objective, learning, DDP on gloo under torchrun, and exact kill-and-resume."""
+import json
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from grw_edge.models import HeadConfig, create_model, randomize_
 from grw_edge.training import TrainConfig, Trainer
 from grw_edge.training.objective import GrwObjective
 from grw_edge.training.trainer import epoch_batches
+from tests.video_files import garble_payload, write
 
 SMALL = ["--frames", "4", "--fps", "10", "--resolution", "32", "--embed-dim", "16",
          "--head-depth", "1", "--warmup-steps", "1", "--log-every", "1"]
@@ -156,3 +158,66 @@ def test_batches_run_on_across_epochs_from_any_step():
     epochs = [b for epoch in range(3) for b in epoch_batches(10, 3, epoch, 0, 0, 1)]
     assert list(islice(batches_from(0, 10, 3, 0, 0, 1), 9)) == epochs
     assert list(islice(batches_from(4, 10, 3, 0, 0, 1), 5)) == epochs[4:]
+
+
+def _grey_folder(root, broken: dict[str, int], good: int = 1):
+    """``good`` 8-frame videos per class (two clips each of 4 frames at 10 fps) and, per class,
+    ``broken[class]`` videos that probe but whose every packet is noise."""
+    for name in ("blue", "red"):
+        for i in range(good):
+            write(root / "train" / name / f"{i}.mp4", 8, fps=10)
+        for i in range(broken.get(name, 0)):
+            garble_payload(write(root / "train" / name / f"broken{i}.mp4", 8, fps=10))
+    return root
+
+
+def test_a_folder_where_no_clip_decodes_stops_with_one_line(tmp_path):
+    root = _grey_folder(tmp_path / "data", {"blue": 1, "red": 1}, good=0)
+    result = CliRunner().invoke(cli, ["train", "--backbone", "movineta0s", "--data", str(root),
+                                      "--out", str(tmp_path / "run"), "--steps", "2",
+                                      "--batch-size", "2", *SMALL],
+                                env={"GRW_EDGE_CACHE": str(tmp_path / "cache")})
+    assert result.exit_code == 1
+    line, = result.output.strip().splitlines()[-1:]
+    assert "failed to decode" in line and "blue/broken0.mp4" in line
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "run" / "checkpoint.safetensors").exists()
+
+
+def test_a_mixed_folder_trains_on_full_batches_and_names_the_failed_file(tmp_path):
+    root = _grey_folder(tmp_path / "data", {"red": 1})  # 6 clips, 2 of them broken
+    args = ["train", "--backbone", "movineta0s", "--data", str(root), "--steps", "2",
+            "--batch-size", "3", *SMALL]
+    env = {"GRW_EDGE_CACHE": str(tmp_path / "cache")}
+    stopped = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "strict")], env=env)
+    assert stopped.exit_code == 1 and "--max-failed-clips 0.01" in stopped.output
+    assert "red/broken0.mp4" in stopped.output.strip().splitlines()[-1]
+
+    run = tmp_path / "run"
+    trained = CliRunner().invoke(cli, [*args, "--out", str(run), "--max-failed-clips", "0.5"],
+                                 env=env)
+    assert trained.exit_code == 0, trained.output
+    assert "skipped clip" in trained.output and "red/broken0.mp4" in trained.output
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    named = {f["path"] for r in records for f in r.get("failed", [])}
+    assert named == {"red/broken0.mp4"}
+    steps = [r for r in records if "loss" in r]
+    assert [r["failed_clips"] for r in steps][-1] == 2  # one epoch: every clip was tried
+    assert read_snapshot(run / "checkpoint.safetensors").extra["step"] == 2
+
+
+def test_failed_clips_are_replaced_so_batches_stay_full(tmp_path):
+    from grw_edge.data.kinetics import VideoClipDataset, collate_clips
+
+    root = _grey_folder(tmp_path / "data", {"red": 1})
+    options = dict(frames_per_clip=4, fps=10, resize=36, crop=32, cache_dir=tmp_path / "c")
+    plain = VideoClipDataset(root, "train", **options)
+    replacing = VideoClipDataset(root, "train", replace_failed=True, **options)
+    broken = [c for c in range(len(plain)) if "broken" in plain.clip_path(c)]
+    assert len(broken) == 2 and not plain[broken[0]]["ok"]
+    assert plain[broken[0]]["frames"] is None
+    batch = collate_clips([replacing[c] for c in range(len(replacing))])
+    assert batch["frames"].shape[0] == len(replacing)  # full: each broken clip replaced
+    assert all("broken" not in replacing.clip_path(c) for c in batch["clip"].tolist())
+    assert {f["clip"] for f in batch["failures"]} == set(broken)
+    assert batch["frames"].abs().sum(dim=(1, 2, 3, 4)).min() > 0  # no all-zero clip

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +34,7 @@ from grw_edge.errors import GrwEdgeError
 from grw_edge.preprocess import preprocess_frames
 
 INDEX_VERSION = 1
+REPLACEMENT_TRIES = 8  # other clips tried in place of one that fails to decode
 
 
 class DatasetError(GrwEdgeError):
@@ -129,16 +132,19 @@ class VideoClipDataset(Dataset):
     """Clips of N frames resampled to ``fps``, transformed as the upstream evaluation does.
 
     An item is ``{"frames": (N, 3, R, R) float in [0, 1], "label": int, "clip": int,
-    "ok": bool}``; a clip that fails to decode gives ``ok=False`` (and zeros) so that one
-    bad file never stops an evaluation.  With ``raw=True`` the frames stay decoded uint8
-    (N, H, W, 3) for the transform to run where the model is (see ``device_clips``).
+    "ok": bool, "failures": [{"clip", "path", "reason"}]}``.  A clip that fails to decode is
+    never handed on as frames: its item has ``ok=False`` and ``frames=None`` (the caller
+    counts it), or, with ``replace_failed`` (training), the item is another clip that
+    decodes, and the failures met on the way are listed.  With ``raw=True`` the frames stay
+    decoded uint8 (N, H, W, 3) for the transform to run where the model is (see
+    ``device_clips``).
     """
 
     def __init__(self, root: str | os.PathLike[str], split: str = "test", *,
                  frames_per_clip: int, fps: float | None, resize: int, crop: int,
                  workers: int = 4, cache_dir: str | os.PathLike[str] | None = None,
-                 raw: bool = False) -> None:
-        self.raw = raw
+                 raw: bool = False, replace_failed: bool = False) -> None:
+        self.raw, self.replace_failed = raw, replace_failed
         self.index = build_index(root, split, workers=workers, cache_dir=cache_dir)
         self.split_dir = Path(root) / split
         self.frames_per_clip, self.fps, self.resize, self.crop = frames_per_clip, fps, resize, crop
@@ -161,28 +167,54 @@ class VideoClipDataset(Dataset):
         return self.index.videos[self.clips[clip][0]]["path"]
 
     def __getitem__(self, clip: int) -> dict[str, object]:
+        failures = []
+        for candidate in self._candidates(clip):
+            try:
+                frames = self._decode(candidate)
+            except VideoDecodeError as error:
+                failures.append({"clip": candidate, "path": self.clip_path(candidate),
+                                 "reason": str(error)})
+                continue
+            return {"frames": frames, "label": self._label(candidate), "clip": candidate,
+                    "ok": True, "failures": failures}
+        return {"frames": None, "label": self._label(clip), "clip": clip, "ok": False,
+                "failures": failures}
+
+    def _label(self, clip: int) -> int:
+        return self.index.videos[self.clips[clip][0]]["label"]
+
+    def _candidates(self, clip: int) -> Iterator[int]:
+        """The clip, then (``replace_failed``) a few others in an order seeded by it."""
+        yield clip
+        if self.replace_failed:
+            others = [c for c in range(len(self)) if c != clip]
+            yield from random.Random(clip).sample(others, min(REPLACEMENT_TRIES, len(others)))
+
+    def _decode(self, clip: int) -> torch.Tensor:
+        """The clip's frames, transformed (or raw uint8); raises VideoDecodeError."""
         number, indices = self.clips[clip]
-        video = self.index.videos[number]
-        try:
-            # one decoder thread per loader worker: the workers already fill the cores
-            threads = 1 if get_worker_info() is not None else None
-            decoded = read_frames(self.split_dir / video["path"], indices, threads=threads)
-            frames, ok = (torch.from_numpy(decoded) if self.raw else
-                          preprocess_frames(decoded, resize=self.resize, crop=self.crop)), True
-        except VideoDecodeError:
-            frames, ok = (torch.zeros(self.frames_per_clip, self.crop, self.crop, 3,
-                                      dtype=torch.uint8) if self.raw else
-                          torch.zeros(self.frames_per_clip, 3, self.crop, self.crop)), False
-        return {"frames": frames, "label": video["label"], "clip": clip, "ok": ok}
+        # one decoder thread per loader worker: the workers already fill the cores
+        threads = 1 if get_worker_info() is not None else None
+        decoded = read_frames(self.split_dir / self.index.videos[number]["path"], indices,
+                              threads=threads)
+        if self.raw:
+            return torch.from_numpy(decoded)
+        return preprocess_frames(decoded, resize=self.resize, crop=self.crop)
 
 
 def collate_clips(items: list[dict]) -> dict[str, object]:
-    """Default collation, except raw clips (sizes differ from video to video) stay a list."""
-    if not isinstance(items[0]["frames"], torch.Tensor) or items[0]["frames"].dtype != \
+    """The clips that decoded, collated (raw clips, whose sizes differ from video to video,
+    stay a list), with every item's failures as one list under ``failures``."""
+    failures = [failure for item in items for failure in item["failures"]]
+    good = [{k: v for k, v in item.items() if k != "failures"} for item in items if item["ok"]]
+    if not good:
+        empty = torch.zeros(0, dtype=torch.int64)
+        return {"frames": [], "label": empty, "clip": empty, "failures": failures}
+    if not isinstance(good[0]["frames"], torch.Tensor) or good[0]["frames"].dtype != \
             torch.uint8:
-        return default_collate(items)
-    batch = default_collate([{k: v for k, v in item.items() if k != "frames"} for item in items])
-    return {**batch, "frames": [item["frames"] for item in items]}
+        return {**default_collate(good), "failures": failures}
+    batch = default_collate([{k: v for k, v in item.items() if k != "frames"} for item in good])
+    return {**batch, "frames": [item["frames"] for item in good], "failures": failures}
 
 
 def device_clips(frames: torch.Tensor | list[torch.Tensor], device: torch.device, *,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from grw_edge.data.failures import DEFAULT_MAX_FAILED
 from grw_edge.errors import GrwEdgeError
 
 
@@ -42,6 +43,7 @@ class TrainConfig:
     log_every: int = 10
     workers: int = 0
     seed: int = 0
+    max_failed_clips: float = DEFAULT_MAX_FAILED  # fraction of clips that may fail to decode
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -56,5 +58,8 @@ class TrainConfig:
             raise GrwEdgeError(f"frames ({self.frames}) must be a multiple of T ({self.T})")
         if self.T < 3:
             raise GrwEdgeError(f"T must be at least 3 for the GRW loss, got {self.T}")
+        if not 0 <= self.max_failed_clips <= 1:
+            raise GrwEdgeError(f"max_failed_clips is a fraction in [0, 1], got "
+                               f"{self.max_failed_clips}")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise GrwEdgeError(f"precision must be auto, fp32, bf16 or fp16, got {self.precision}")

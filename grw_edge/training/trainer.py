@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,7 @@ from torch.utils.data import DataLoader
 from grw_edge._io import atomic_write_path, remove_stale_temporaries
 from grw_edge._progress import progress_enabled
 from grw_edge.checkpoints import load_checkpoint, read_snapshot, save_checkpoint
+from grw_edge.data.failures import ClipFailures
 from grw_edge.data.kinetics import DatasetError, VideoClipDataset, collate_clips, device_clips
 from grw_edge.distributed import distributed_setup, local_device
 from grw_edge.errors import CheckpointError
@@ -111,7 +113,8 @@ class Trainer:
         self.dataset = VideoClipDataset(cfg.data, cfg.split, frames_per_clip=protocol.frames,
                                         fps=protocol.fps, resize=protocol.resize,
                                         crop=protocol.crop, workers=max(1, cfg.workers),
-                                        raw=self.device.type == "cuda")
+                                        raw=self.device.type == "cuda", replace_failed=True)
+        self.failures = ClipFailures(len(self.dataset), cfg.max_failed_clips)
         if len(self.dataset) < cfg.batch_size * self.world:
             raise DatasetError(f"{cfg.data}/{cfg.split} has {len(self.dataset)} clips of "
                                f"{cfg.frames} frames at {cfg.fps:g} fps: too few for batches of "
@@ -167,6 +170,9 @@ class Trainer:
                                 collate_fn=collate_clips, pin_memory=cuda,
                                 prefetch_factor=4 if cfg.workers and cuda else None)
             for batch in loader:
+                self._count_failures(batch["failures"])
+                if not len(batch["label"]):
+                    raise self.failures.none_decodes(f"{cfg.data}/{cfg.split}")
                 parts = self._train_step(batch)
                 self.step += 1
                 clips += len(batch["label"]) * self.world
@@ -175,13 +181,31 @@ class Trainer:
                     record = _floats(parts)  # the one wait for the GPU per logged step
                     bar.set_postfix(loss=f"{record['loss']:.3f}")
                     self._log({**record, "lr": self.scheduler.get_last_lr()[0],
-                               "clips_per_s": clips / (time.perf_counter() - started)})
+                               "clips_per_s": clips / (time.perf_counter() - started),
+                               "failed_clips": len(self.failures)})
                 if self.step % cfg.checkpoint_every == 0 or self.step == last:
                     self.save()
                 if self.step >= last:
                     break
         bar.close()
         return self.out / CHECKPOINT
+
+    def _count_failures(self, failures: list[dict]) -> None:
+        """Name each clip that failed (it was replaced by one that decodes) in the log,
+        metrics.jsonl and TensorBoard; stop the run past ``--max-failed-clips``."""
+        new = self.failures.add(failures)
+        if new and self.rank == 0:
+            for failure in new:
+                print(f"skipped clip {failure['clip']} of {failure['path']}: {failure['reason']}",
+                      file=sys.stderr, flush=True)
+            self.out.mkdir(parents=True, exist_ok=True)
+            with open(self.out / METRICS, "a") as handle:
+                handle.write(json.dumps({"step": self.step, "failed_clips": len(self.failures),
+                                         "failed": new}) + "\n")
+            if self._tensorboard is not None:
+                self._tensorboard.add_text("failed_clips", "\n".join(
+                    f"{f['path']} (clip {f['clip']}): {f['reason']}" for f in new), self.step)
+        self.failures.check(f"{self.cfg.data}/{self.cfg.split}")
 
     def _train_mode(self) -> None:
         self.net.train()

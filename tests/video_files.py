@@ -1,0 +1,54 @@
+"""Test videos made on the spot: frames whose flat grey level encodes their number, in any
+container PyAV writes, and broken copies of them."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+
+STEP, BASE = 4, 16  # frame i is grey level BASE + STEP * i
+
+
+def grey_frames(count: int, size: int = 32) -> np.ndarray:
+    """``count`` flat grey frames (T, size, size, 3) uint8; frame i has level 16 + 4 i."""
+    levels = BASE + STEP * np.arange(count)
+    assert levels.max() < 256, "too many frames for distinct grey levels"
+    return np.broadcast_to(levels[:, None, None, None], (count, size, size, 3)).astype(np.uint8)
+
+
+def frame_numbers(frames: np.ndarray) -> list[int]:
+    """The number each decoded frame encodes (tolerant of lossy coding)."""
+    return [round((float(frame.mean()) - BASE) / STEP) for frame in frames]
+
+
+def write(path: Path, count: int = 40, *, fps: int = 25, codec: str = "libx264",
+          container: str | None = None, options: dict[str, str] | None = None,
+          b_frames: int | None = None, size: int = 32) -> Path:
+    """Write ``grey_frames(count)`` with ``codec`` into ``container`` (by suffix if None)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w", format=container) as output:
+        stream = output.add_stream(codec, rate=fps)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
+        stream.options = {"qscale": "2"} | (options or {}) if codec != "libx264" else \
+            {"crf": "10"} | (options or {})
+        if b_frames is not None:
+            stream.codec_context.max_b_frames = b_frames
+        for image in grey_frames(count, size):
+            output.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        output.mux(stream.encode())
+    return path
+
+
+def garble_payload(path: Path, seed: int = 0) -> Path:
+    """Overwrite every packet's bytes with noise, keeping the container's index intact (the
+    file probes as before, but no frame decodes)."""
+    with av.open(str(path)) as container:
+        spans = [(p.pos, p.size) for p in container.demux(video=0) if p.size and p.pos >= 0]
+    data = bytearray(path.read_bytes())
+    rng = np.random.default_rng(seed)
+    for position, size in spans:
+        data[position:position + size] = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    return path
