@@ -18,6 +18,8 @@ from grw_edge.data.video import (
     write_video,
 )
 from grw_edge.preprocess import preprocess_frames
+from tests.video_files import frame_numbers as grey_numbers
+from tests.video_files import garble_payload, write
 
 
 def numbered_frames(count: int, height: int = 48, width: int = 64) -> np.ndarray:
@@ -156,3 +158,57 @@ def test_raw_clips_transformed_where_the_model_is_equal_the_loader_transform(tmp
     assert torch.equal(batch["label"], expected["label"])
     assert torch.equal(device_clips(batch["frames"], torch.device("cpu"), resize=36, crop=32),
                        expected["frames"])
+
+
+GOP = {"g": "10", "bf": "2"}  # a keyframe every 10 frames, B-frames between
+CONTAINERS = {  # name: (suffix, codec, container options)
+    "mp4-h264": (".mp4", "libx264", {"options": GOP}),
+    "mkv-h264": (".mkv", "libx264", {"options": GOP}),
+    "mov-mjpeg": (".mov", "mjpeg", {}),
+    "webm-vp9": (".webm", "libvpx-vp9", {"options": {"g": "10"}}),
+    "avi-mpeg4-bframes": (".avi", "mpeg4", {"options": {"g": "10"}, "b_frames": 2}),
+    "avi-h264": (".avi", "libx264", {"options": GOP}),
+    "ts-h264": (".ts", "libx264", {"container": "mpegts", "options": GOP}),
+    "flv": (".flv", "flv", {"options": {"g": "10"}}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONTAINERS))
+def test_chosen_frames_equal_a_full_decode_in_every_container(tmp_path, name):
+    suffix, codec, options = CONTAINERS[name]
+    path = write(tmp_path / f"v{suffix}", 45, codec=codec, **options)
+    everything = read_frames(path)
+    assert grey_numbers(everything) == list(range(45))
+    assert probe_video(path).num_frames == 45
+    for indices in ([0, 3, 6], [21, 27, 33], [40, 41, 42, 43, 44], [35, 12, 25]):
+        chosen = read_frames(path, indices, threads=1)
+        assert grey_numbers(chosen) == indices
+        assert np.array_equal(chosen, everything[indices])
+
+
+def test_a_raw_h264_stream_named_mp4_probes_and_decodes_its_frames(tmp_path):
+    path = write(tmp_path / "raw.mp4", 30, container="h264")
+    assert probe_video(path).num_frames == 30
+    assert grey_numbers(read_frames(path, [5, 17, 29])) == [5, 17, 29]
+
+
+def test_a_truncated_mp4_probes_what_it_decodes(tmp_path):
+    path = write(tmp_path / "cut.mp4", 60, options={"g": "5"}, muxer={"movflags": "faststart"},
+                 size=64)
+    path.write_bytes(path.read_bytes()[:int(path.stat().st_size * 0.7)])
+    probed, decoded = probe_video(path).num_frames, read_frames(path)
+    assert 0 < probed < 60 and len(decoded) == probed
+    numbers = grey_numbers(decoded)
+    assert numbers == sorted(numbers) and numbers[0] == 0
+    assert np.array_equal(read_frames(path, [probed - 1, 1]), decoded[[probed - 1, 1]])
+
+
+def test_a_corrupt_packet_loses_its_frame_only(tmp_path, caplog):
+    path = write(tmp_path / "intra.mov", 30, codec="mjpeg")
+    garble_payload(path, packets=[12])
+    everything = read_frames(path)
+    assert grey_numbers(everything) == [i for i in range(30) if i != 12]
+    assert "1 packet(s) did not decode" in caplog.text
+    assert grey_numbers(read_frames(path, [11, 13, 29])) == [11, 13, 29]
+    with pytest.raises(VideoDecodeError, match="no frame 12 .*1 corrupt packet"):
+        read_frames(path, [12])

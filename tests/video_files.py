@@ -8,6 +8,7 @@ import av
 import numpy as np
 
 STEP, BASE = 4, 16  # frame i is grey level BASE + STEP * i
+QUALITY = {"libx264": {"crf": "10"}, "libvpx-vp9": {"crf": "10", "b": "0"}}  # else qmax 2
 
 
 def grey_frames(count: int, size: int = 32) -> np.ndarray:
@@ -24,15 +25,16 @@ def frame_numbers(frames: np.ndarray) -> list[int]:
 
 def write(path: Path, count: int = 40, *, fps: int = 25, codec: str = "libx264",
           container: str | None = None, options: dict[str, str] | None = None,
-          b_frames: int | None = None, size: int = 32) -> Path:
-    """Write ``grey_frames(count)`` with ``codec`` into ``container`` (by suffix if None)."""
+          b_frames: int | None = None, size: int = 32,
+          muxer: dict[str, str] | None = None) -> Path:
+    """Write ``grey_frames(count)`` with ``codec`` into ``container`` (by suffix if None);
+    ``options`` go to the encoder, ``muxer`` to the container."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w", format=container) as output:
+    with av.open(str(path), "w", format=container, options=muxer or {}) as output:
         stream = output.add_stream(codec, rate=fps)
         stream.width = stream.height = size
         stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
-        stream.options = {"qscale": "2"} | (options or {}) if codec != "libx264" else \
-            {"crf": "10"} | (options or {})
+        stream.options = QUALITY.get(codec, {"qmin": "1", "qmax": "2"}) | (options or {})
         if b_frames is not None:
             stream.codec_context.max_b_frames = b_frames
         for image in grey_frames(count, size):
@@ -41,11 +43,13 @@ def write(path: Path, count: int = 40, *, fps: int = 25, codec: str = "libx264",
     return path
 
 
-def garble_payload(path: Path, seed: int = 0) -> Path:
-    """Overwrite every packet's bytes with noise, keeping the container's index intact (the
-    file probes as before, but no frame decodes)."""
+def garble_payload(path: Path, seed: int = 0, packets: list[int] | None = None) -> Path:
+    """Overwrite the bytes of every packet (or of the ``packets`` numbered) with noise,
+    keeping the container's index intact: the file probes as before, those do not decode.
+    For MP4/MOV, whose packet positions are those of the payload."""
     with av.open(str(path)) as container:
         spans = [(p.pos, p.size) for p in container.demux(video=0) if p.size and p.pos >= 0]
+    spans = spans if packets is None else [spans[i] for i in packets]
     data = bytearray(path.read_bytes())
     rng = np.random.default_rng(seed)
     for position, size in spans:

@@ -9,12 +9,15 @@ N frames taken every N frames; a video with fewer than N resampled frames gives 
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +25,9 @@ from grw_edge._io import atomic_write_path
 from grw_edge.errors import GrwEdgeError
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v"})
+SEEKABLE_FORMATS = frozenset({"mov", "matroska"})  # FFmpeg demuxers safe to seek in
+
+log = logging.getLogger(__name__)
 
 
 class VideoDecodeError(GrwEdgeError):
@@ -40,7 +46,12 @@ class VideoInfo:
 
 
 def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
-    """Frame rate and frame count (packets with a timestamp), without decoding."""
+    """Frame rate and the number of frames a decode gives, from the packets, not decoding.
+
+    A frame is a packet with bytes inside the file (a truncated download's index promises
+    more), counted once per timestamp; a stream without timestamps (raw H.264, whatever its
+    name) counts its packets.
+    """
     import av
 
     try:
@@ -51,86 +62,184 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
             if not rate:
                 raise VideoDecodeError(f"{path}: the video stream has no frame rate")
-            timestamps = {packet.pts for packet in container.demux(stream)
-                          if packet.pts is not None}
-            return VideoInfo(str(path), float(rate), len(timestamps),
+            present = [packet.pts for packet in _packets(container, stream)]
+            count = len({pts for pts in present if pts is not None}) + present.count(None)
+            return VideoInfo(str(path), float(rate), count,
                              stream.codec_context.width, stream.codec_context.height)
     except (av.FFmpegError, OSError, UnicodeDecodeError) as error:
         raise VideoDecodeError(f"cannot read {path}: {error}") from None
 
 
 def read_frames(path: str | os.PathLike[str], indices: Sequence[int] | None = None, *,
-                threads: int | None = None) -> np.ndarray:
+                threads: int | None = None,
+                transform: Callable[[np.ndarray], Any] | None = None,
+                stack: Callable[[list], Any] = np.stack) -> Any:
     """Decode frames (in presentation order, display rotation applied) as uint8 (T, H, W, 3).
 
-    ``indices`` picks frames by their position; None decodes every frame.  Chosen frames
-    are decoded from the keyframe before the first of them, not from the start.
-    ``threads`` limits the decoder's threads (1 in a data-loader worker, which is already
-    one of many processes); None lets FFmpeg choose.
+    ``indices`` picks frames by their position, as ``probe_video`` counts them; None decodes
+    every frame.  In MP4/MOV and Matroska/WebM, whose packets carry presentation timestamps
+    and keyframe flags from an index, chosen frames are decoded from the keyframe before the
+    first of them; elsewhere (AVI, MPEG-TS, FLV, raw streams...), and whenever the decoded
+    timestamps after a seek do not run on one by one, from the start.  A packet that does not
+    decode is skipped, as ffmpeg does, and logged.  ``threads`` limits the decoder's threads
+    (1 in a data-loader worker, which is already one of many processes); None lets FFmpeg
+    choose.  ``transform`` maps each kept frame as soon as it is decoded (so only its
+    output is held), and the results are stacked with ``stack`` (numpy's by default).
     """
     import av
 
     wanted = None if indices is None else sorted(set(int(i) for i in indices))
-    kept: dict[int, np.ndarray] = {}
+
+    def keep(frame) -> Any:
+        image = upright(frame.to_ndarray(format="rgb24"), frame.rotation)
+        return transform(image) if transform else image
+
     try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            if threads:
-                stream.codec_context.thread_count = threads
-            else:
-                stream.thread_type = "AUTO"
-            for position, frame in _positioned_frames(container, stream, wanted):
-                if wanted is None or position in wanted:
-                    kept[position] = upright(frame.to_ndarray(format="rgb24"), frame.rotation)
+        kept, lost = _decode(path, wanted, threads, keep)
+        if lost and threads != 1:  # frame threads drop the frames in flight with a bad one
+            kept, lost = _decode(path, wanted, 1, keep)
     except (av.FFmpegError, OSError, IndexError) as error:
         raise VideoDecodeError(f"cannot decode {path}: {error}") from None
+    if lost:
+        log.warning("%s: %d packet(s) did not decode and were skipped", path, lost)
+    skipped = f", {lost} corrupt packet(s) skipped" if lost else ""
     if wanted is None:
         order = sorted(kept)
     else:
         missing = [i for i in wanted if i not in kept]
         if missing:
             raise VideoDecodeError(f"{path} has no frame {missing[0]} (it decoded "
-                                   f"{len(kept) and max(kept) + 1} frames)")
+                                   f"{len(kept) and max(kept) + 1} frames{skipped})")
         order = [int(i) for i in indices]
     if not order:
-        raise VideoDecodeError(f"{path} decoded no frames")
-    return np.stack([kept[i] for i in order])
+        raise VideoDecodeError(f"{path} decoded no frames{skipped}")
+    return stack([kept[i] for i in order])
 
 
-def _positioned_frames(container, stream, wanted: list[int] | None) -> Iterator[tuple[int, object]]:
-    """(position, frame) up to the last wanted frame.  Positions count frames in
-    presentation order (a frame's position is the rank of its timestamp among the stream's
-    packets, as ``probe_video`` counts them); with ``wanted``, decoding starts at the
-    keyframe before the first wanted frame, and falls back to decoding from the start when
-    the decoded timestamps do not match the packets'."""
-    last = None if wanted is None else (wanted[-1] if wanted else -1)
+def _decode(path, wanted: list[int] | None, threads: int | None, keep
+            ) -> tuple[dict[int, Any], int]:
+    """Kept frames by position, and how many packets failed to decode: from the keyframe
+    before the first wanted frame where that is safe and checks out, else from the start."""
+    import av
+
     if wanted:
-        packets = [(p.pts, p.is_keyframe) for p in container.demux(stream) if p.pts is not None]
-        timestamps = sorted({pts for pts, _ in packets})
-        if wanted[0] < len(timestamps):
-            first = timestamps[wanted[0]]
-            start = max((pts for pts, key in packets if key and pts <= first), default=None)
-            rank = {pts: i for i, pts in enumerate(timestamps)}
-            chosen = set(wanted)
-            if start is not None:
-                container.seek(start, stream=stream, backward=True)
-                frames = []
-                for frame in container.decode(stream):
-                    if frame.pts not in rank:
-                        break  # timestamps we cannot place: decode from the start instead
-                    if rank[frame.pts] > last:
-                        yield from frames
-                        return
-                    if rank[frame.pts] in chosen:
-                        frames.append((rank[frame.pts], frame))
-                else:
-                    yield from frames
-                    return
+        with _opened(av, path, threads) as (container, stream):
+            if _trusted_timestamps(container):
+                found = _from_keyframe(container, stream, wanted, keep)
+                if found is not None:
+                    return found
+    with _opened(av, path, threads) as (container, stream):
+        return _from_start(container, stream, wanted, keep)
+
+
+@contextmanager
+def _opened(av, path, threads: int | None):
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise VideoDecodeError(f"{path} has no video stream")
+        stream = container.streams.video[0]
+        if threads:
+            stream.codec_context.thread_count = threads
+        else:
+            stream.thread_type = "AUTO"
+        yield container, stream
+
+
+def _trusted_timestamps(container) -> bool:
+    """Whether the demuxer gives presentation timestamps and keyframes from an index."""
+    return container.format.name.split(",")[0] in SEEKABLE_FORMATS
+
+
+def _timestamp_ranks(container, stream) -> tuple[dict[int, int], list[tuple[int, bool]]]:
+    """Each packet timestamp's rank (its frame's position), and (pts, keyframe) per packet."""
+    packets = [(p.pts, p.is_keyframe) for p in _packets(container, stream) if p.pts is not None]
+    return {pts: i for i, pts in enumerate(sorted({pts for pts, _ in packets}))}, packets
+
+
+def _from_keyframe(container, stream, wanted: list[int], keep
+                   ) -> tuple[dict[int, Any], int] | None:
+    """Seek to the keyframe before the first wanted frame and decode to the last; None when
+    the decoded frames are not exactly the next positions one by one (decode from the
+    start instead)."""
+    rank, packets = _timestamp_ranks(container, stream)
+    if wanted[-1] >= len(rank):
+        return None
+    first = next(pts for pts, position in rank.items() if position == wanted[0])
+    start = max((pts for pts, key in packets if key and pts <= first), default=None)
+    if start is None:
+        return None
+    container.seek(start, stream=stream, backward=True)
+    expected, chosen, kept, lost = rank[start], set(wanted), {}, [0]
+    for frame in _decoded(container, stream, lost):
+        position = rank.get(frame.pts)
+        if position is None:
+            return None
+        if position < rank[start]:
+            continue  # a leading frame of an open GOP: it belongs before the keyframe
+        if position != expected or lost[0]:
+            return None
+        if position in chosen:
+            kept[position] = keep(frame)
+        if position == wanted[-1]:
+            return kept, 0
+        expected += 1
+    return None
+
+
+def _from_start(container, stream, wanted: list[int] | None, keep
+                ) -> tuple[dict[int, Any], int]:
+    """Decode from the first frame up to the last wanted one.  A frame's position is its
+    timestamp's rank where timestamps are trusted (a frame lost to a corrupt packet leaves
+    a gap), else its place in the decoded sequence."""
+    rank = _timestamp_ranks(container, stream)[0] if _trusted_timestamps(container) else {}
+    if rank:  # ranking read the packets: back to the first
         container.seek(0, stream=stream, backward=True)
-    for position, frame in enumerate(container.decode(stream)):
-        if last is not None and position > last:
-            return
-        yield position, frame
+    chosen = None if wanted is None else set(wanted)
+    kept, lost = {}, [0]
+    for count, frame in enumerate(_decoded(container, stream, lost)):
+        position = rank.get(frame.pts, count)
+        if chosen is None or position in chosen:
+            kept[position] = keep(frame)
+        if wanted is not None and position >= wanted[-1]:
+            break
+    return kept, lost[0]
+
+
+def _packets(container, stream) -> Iterator:
+    """The stream's packets that hold bytes, all inside the file; a demuxing error ends
+    them, as the end of the file does.  In a truncated file (its index lists more frames
+    than it holds) the packet cut by the end of the file is left out too."""
+    import av
+
+    size = os.path.getsize(container.name)
+    packets, held, count = container.demux(stream), None, 0
+    while True:
+        try:
+            packet = next(packets)
+        except (StopIteration, av.FFmpegError):
+            break
+        if packet.size and (packet.pos is None or packet.pos + packet.size <= size):
+            if held is not None:
+                yield held
+            held, count = packet, count + 1
+    cut = held is not None and held.pos is not None and held.pos + held.size == size
+    if held is not None and not (cut and stream.frames > count):
+        yield held
+
+
+def _decoded(container, stream, lost: list[int]) -> Iterator:
+    """Decoded frames; a packet that fails to decode is counted in ``lost[0]`` and skipped."""
+    import av
+
+    for packet in _packets(container, stream):
+        try:
+            yield from packet.decode()
+        except av.FFmpegError:
+            lost[0] += 1
+    try:
+        yield from stream.decode(None)  # what the decoder still holds
+    except av.FFmpegError:
+        lost[0] += 1
 
 
 def upright(image: np.ndarray, rotation: int) -> np.ndarray:
