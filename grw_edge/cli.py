@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from grw_edge._tables import format_table
-from grw_edge.data.failures import DEFAULT_MAX_FAILED
+from grw_edge.data.failures import DEFAULT_MAX_FAILED, ClipFailures
 from grw_edge.errors import GrwEdgeError
 from grw_edge.targets import TARGETS
 
@@ -303,11 +303,15 @@ def verify_command(artifact: str, backend: str | None, checkpoint: str | None, c
 @click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
               help="--long-stream: play the shuffled split this many times in a row.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--report-file", type=click.Path(dir_okay=False), default=None,
+              help="Also write the JSON report (scores and every file's fate) here.")
+@_max_failed_option
 def eval_command(data_root: str, split: str, backbone: str | None, checkpoint: str | None,
                  hub: bool, random_init: bool, init_seed: int, ema: bool, artifact: str | None,
                  compare: bool, frames: int | None, fps: float | None, resolution: int | None,
                  max_clips: int | None, batch_size: int, workers: int, threads: int | None,
-                 long_stream: bool, policies: str | None, repeat: int, as_json: bool) -> None:
+                 long_stream: bool, policies: str | None, repeat: int, as_json: bool,
+                 report_file: str | None, max_failed_clips: float) -> None:
     """Top-1/top-5 accuracy and loss on a video folder (runs under torchrun too)."""
     from grw_edge.data.kinetics import VideoClipDataset
     from grw_edge.distributed import local_device
@@ -365,6 +369,11 @@ def eval_command(data_root: str, split: str, backbone: str | None, checkpoint: s
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
         _print_eval_report(report, protocol, f"{data_root}/{split}")
+    if report_file:
+        Path(report_file).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    failures = ClipFailures(report.selected, max_failed_clips)
+    failures.add(report.failed_clips)
+    failures.check(f"{data_root}/{split}")
     if report.agreement.get("problems"):
         raise click.ClickException("; ".join(report.agreement["problems"]))
 
@@ -429,12 +438,21 @@ def _print_eval_report(report, protocol, source: str) -> None:
                    f"{report.agreement['max_abs_logits']:.2e}, top-1 change "
                    f"{-report.agreement['top1_drop_points']:+.2f} points "
                    f"({report.agreement['precision']}: {verdict})")
-    if report.failed or report.too_short:
-        click.echo(f"skipped: {report.unreadable} unreadable file(s), {report.too_short} video(s) "
-                   f"shorter than one clip, {len(report.failed) - report.unreadable} clip(s) "
-                   f"that failed to decode")
-        for path in report.failed:
-            click.echo(f"  unreadable: {path}")
+    failed_files = sorted({f["path"] for f in report.failed_clips})
+    click.echo(f"files: {len(report.used)} used, {len(report.too_short)} shorter than one clip, "
+               f"{len(report.unreadable)} unreadable, {len(failed_files)} with "
+               f"{len(report.failed_clips)} clip(s) that failed to decode, "
+               f"{len(report.unsupported)} not a video suffix"
+               + (f", {len(report.not_selected)} with no clip chosen" if report.not_selected
+                  else ""))
+    for path in report.too_short:
+        click.echo(f"  too short: {path}")
+    for failure in report.unreadable:
+        click.echo(f"  unreadable: {failure['path']}: {failure['reason']}")
+    for failure in report.failed_clips:
+        click.echo(f"  clip {failure['clip']} failed: {failure['path']}: {failure['reason']}")
+    for path in report.unsupported:
+        click.echo(f"  not a video suffix: {path}")
 
 
 @cli.command("predict")

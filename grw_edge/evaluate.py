@@ -78,15 +78,19 @@ class Scores:
 
 @dataclass
 class EvalReport:
-    """What ``grw-edge eval`` prints."""
+    """What ``grw-edge eval`` prints: the scores, and what became of every file in the split."""
 
     clips: int
     seconds: float
     scores: dict[str, Scores]
     agreement: dict[str, float] = field(default_factory=dict)  # compare mode only
-    failed: list[str] = field(default_factory=list)
-    too_short: int = 0
-    unreadable: int = 0
+    used: list[str] = field(default_factory=list)  # files with at least one scored clip
+    too_short: list[str] = field(default_factory=list)  # shorter than one clip
+    unreadable: list[dict] = field(default_factory=list)  # {"path", "reason"}
+    failed_clips: list[dict] = field(default_factory=list)  # {"clip", "path", "reason"}
+    unsupported: list[str] = field(default_factory=list)  # not a video suffix
+    not_selected: list[str] = field(default_factory=list)  # no clip chosen (--max-clips)
+    selected: int = 0  # clips chosen, scored or failed
 
     @property
     def clips_per_second(self) -> float:
@@ -168,7 +172,12 @@ def summarize(records: list[dict], dataset: VideoClipDataset, model_classes: Seq
         first, second = (predictions[n] for n in names)
         agreement = {"top1_agreement": float((first.argmax(1) == second.argmax(1)).float().mean()),
                      "max_abs_logits": float((first - second).abs().max())}
-    failed = sorted({dataset.clip_path(r["clip"]) for r in records if not r["ok"]})
-    return EvalReport(len(good), seconds, scores, agreement,
-                      failed=failed + [f["path"] for f in dataset.index.failed],
-                      too_short=len(dataset.too_short), unreadable=len(dataset.index.failed))
+    failed = [{"clip": r["clip"], "path": dataset.clip_path(r["clip"]), "reason": r["reason"]}
+              for r in records if not r["ok"]]
+    used = sorted({dataset.clip_path(r["clip"]) for r in good})
+    touched = set(used) | {f["path"] for f in failed}
+    return EvalReport(len(good), seconds, scores, agreement, used=used,
+                      too_short=list(dataset.too_short), unreadable=list(dataset.index.failed),
+                      failed_clips=failed, unsupported=list(dataset.index.unsupported),
+                      not_selected=sorted({dataset.clip_path(c) for c in range(len(dataset))}
+                                          - touched), selected=len(records))

@@ -12,6 +12,7 @@ from grw_edge.cli import cli
 from grw_edge.data.video import write_video
 from grw_edge.exporters import export
 from grw_edge.models import HeadConfig, create_model, randomize_
+from tests.video_files import garble_payload, write
 
 HEAD = HeadConfig(embed_dim=64, depth=1, num_heads=2, mlp_dim=128, num_classes=600)
 CLIP = ["--frames", "4", "--fps", "10"]
@@ -48,8 +49,8 @@ def test_compare_reports_full_agreement_and_lists_the_corrupt_file(folder, artif
                  *CLIP, "--json", env={"cache": str(tmp_path)})
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
-    assert report["clips"] == 8 and report["unreadable"] == 1  # 20 frames -> 8 at 10 fps
-    assert report["failed"] == ["abseiling/corrupt.mp4"]
+    assert report["clips"] == 8  # 20 frames -> 8 at 10 fps
+    assert [f["path"] for f in report["unreadable"]] == ["abseiling/corrupt.mp4"]
     assert report["agreement"]["top1_agreement"] == 1.0
     assert report["agreement"]["max_abs_logits"] <= 1e-3
     scores = report["scores"]
@@ -144,3 +145,39 @@ def test_long_stream_scores_each_policy(folder, artifact, tmp_path):
     assert (cumulative["steps_per_frame"], reset["steps_per_frame"]) == (1, 2)
     for scores in (cumulative, reset):
         assert 0 <= scores["after_boundary"] <= 1 and len(scores["by_segment"]) == 4
+
+
+def test_the_report_accounts_for_every_file(artifact, tmp_path):
+    """Used (mp4, flv, ts), too short, unreadable with its reason, clips that failed (a
+    probed file whose packets are noise), not a video, and a dangling link: each named."""
+    folder = tmp_path / "test" / "abseiling"
+    write(folder / "good.mp4", 20, fps=25)
+    write(folder / "flash.flv", 20, fps=25, codec="flv")
+    write(folder / "broadcast.ts", 20, fps=25, container="mpegts")
+    write(folder / "short.mp4", 4, fps=25)
+    garble_payload(write(folder / "noise.mp4", 20, fps=25))
+    (folder / "text.mp4").write_text("not a video\n" * 20)
+    (folder / "notes.txt").write_text("hello")
+    (folder / "gone.mkv").symlink_to(tmp_path / "missing.mkv")
+    args = ["eval", "--data", str(tmp_path), "--artifact", str(artifact), *CLIP,
+            "--report-file", str(tmp_path / "report.json")]
+    strict = run(*args, env={"cache": str(tmp_path / "cache")})
+    assert strict.exit_code == 1  # 2 of 8 clips failed: over the default 1%
+    assert "noise.mp4" in strict.output.strip().splitlines()[-1]
+    table = run(*args, "--max-failed-clips", "0.5", env={"cache": str(tmp_path / "cache")})
+    assert table.exit_code == 0, table.output
+    assert "3 used, 1 shorter than one clip, 2 unreadable, 1 with 2 clip(s)" in table.output
+    assert "not a video suffix: abseiling/notes.txt" in table.output
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["clips"] == 6 and report["selected"] == 8
+    assert report["used"] == ["abseiling/broadcast.ts", "abseiling/flash.flv",
+                              "abseiling/good.mp4"]
+    assert report["too_short"] == ["abseiling/short.mp4"]
+    reasons = {f["path"]: f["reason"] for f in report["unreadable"]}
+    assert sorted(reasons) == ["abseiling/gone.mkv", "abseiling/text.mp4"]
+    assert "dangling symlink" in reasons["abseiling/gone.mkv"]
+    assert "Invalid data" in reasons["abseiling/text.mp4"]
+    assert [f["path"] for f in report["failed_clips"]] == ["abseiling/noise.mp4"] * 2
+    assert all("Invalid data" in f["reason"] or "decoded no frames" in f["reason"]
+               or "no frame" in f["reason"] for f in report["failed_clips"])
+    assert report["unsupported"] == ["abseiling/notes.txt"]

@@ -26,6 +26,7 @@ from grw_edge._progress import progress
 from grw_edge.data.video import (
     VideoDecodeError,
     clip_indices,
+    list_files,
     list_videos,
     probe_video,
     read_frames,
@@ -33,7 +34,7 @@ from grw_edge.data.video import (
 from grw_edge.errors import GrwEdgeError
 from grw_edge.preprocess import preprocess_frames
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 REPLACEMENT_TRIES = 8  # other clips tried in place of one that fails to decode
 
 
@@ -50,6 +51,7 @@ class VideoIndex:
     classes: list[str]
     videos: list[dict] = field(default_factory=list)  # path (relative), label, fps, num_frames
     failed: list[dict] = field(default_factory=list)  # path (relative), reason
+    unsupported: list[str] = field(default_factory=list)  # other files (relative paths)
 
 
 def default_cache_dir() -> Path:
@@ -68,15 +70,21 @@ def build_index(root: str | os.PathLike[str], split: str, *, workers: int = 4,
         raise DatasetError(f"{split_dir} has no class folders")
     files = [(label, path) for label, name in enumerate(classes)
              for path in list_videos(split_dir / name)]
-    fingerprint = _fingerprint(split_dir, [path for _, path in files])
+    others = sorted({*list_files(split_dir), *(path for name in classes
+                                               for path in list_files(split_dir / name))}
+                    - {path for _, path in files})
+    fingerprint = _fingerprint(split_dir, [path for _, path in files] + others)
     cache = Path(cache_dir or default_cache_dir()) / f"{_key(split_dir)}.json"
     cached = _load_cache(cache, fingerprint)
     if cached is not None:
         return cached
-    index = VideoIndex(str(Path(root).resolve()), split, classes)
+    index = VideoIndex(str(Path(root).resolve()), split, classes,
+                       unsupported=[str(path.relative_to(split_dir)) for path in others])
 
     def probe(item: tuple[int, Path]) -> tuple[int, Path, object]:
         label, path = item
+        if not path.exists():
+            return label, path, VideoDecodeError(f"dangling symlink to {os.readlink(path)}")
         try:
             return label, path, probe_video(path)
         except VideoDecodeError as error:
@@ -103,7 +111,7 @@ def _key(split_dir: Path) -> str:
 def _fingerprint(split_dir: Path, paths: list[Path]) -> str:
     digest = hashlib.sha256()
     for path in paths:
-        stat = path.stat()
+        stat = path.lstat()  # a dangling link counts too
         digest.update(f"{path.relative_to(split_dir)}\0{stat.st_size}\0{stat.st_mtime_ns}\n"
                       .encode())
     return digest.hexdigest()

@@ -24,7 +24,11 @@ import numpy as np
 from grw_edge._io import atomic_write_path
 from grw_edge.errors import GrwEdgeError
 
-VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v"})
+VIDEO_SUFFIXES = frozenset({  # the containers FFmpeg reads that hold video
+    ".3g2", ".3gp", ".264", ".asf", ".avi", ".divx", ".dv", ".f4v", ".flv", ".h264", ".h265",
+    ".hevc", ".ivf", ".m2ts", ".m2v", ".m4v", ".mj2", ".mjpeg", ".mkv", ".mov", ".mp4", ".mpeg",
+    ".mpg", ".mts", ".mxf", ".nut", ".ogg", ".ogv", ".qt", ".rm", ".rmvb", ".ts", ".vob",
+    ".webm", ".wmv", ".y4m"})
 SEEKABLE_FORMATS = frozenset({"mov", "matroska"})  # FFmpeg demuxers safe to seek in
 
 log = logging.getLogger(__name__)
@@ -294,6 +298,10 @@ def clip_indices(num_frames: int, original_fps: float, target_fps: float | None,
 
 
 def list_videos(directory: str | os.PathLike[str]) -> list[Path]:
-    """Video files directly inside ``directory``, sorted by name."""
-    return sorted(p for p in Path(directory).iterdir()
-                  if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+    """Video files directly inside ``directory`` (dangling links included), sorted by name."""
+    return [p for p in list_files(directory) if p.suffix.lower() in VIDEO_SUFFIXES]
+
+
+def list_files(directory: str | os.PathLike[str]) -> list[Path]:
+    """Every file (or link that is not to a folder) directly inside ``directory``, sorted."""
+    return sorted(p for p in Path(directory).iterdir() if not p.is_dir())
