@@ -1,6 +1,7 @@
 """Predictions for one video: top-k labels of a clip, or a running prediction per frame."""
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +38,9 @@ def sampled_frames(video: str | Path, protocol: ClipProtocol) -> tuple[torch.Ten
     indices = resample_indices(info.num_frames, info.fps, protocol.fps)[:protocol.frames]
     if len(indices) == 0:
         raise InputShapeError(f"{video} has no frames to classify")
-    frames = preprocess_frames(read_frames(video, indices), resize=protocol.resize,
-                               crop=protocol.crop)
+    # each frame is resized as it decodes: memory follows the model's input, not the source
+    frames = read_frames(video, indices, stack=torch.stack, transform=functools.partial(
+        preprocess_frames, resize=protocol.resize, crop=protocol.crop))
     return frames, np.asarray(indices) / info.fps
 
 

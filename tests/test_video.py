@@ -212,3 +212,30 @@ def test_a_corrupt_packet_loses_its_frame_only(tmp_path, caplog):
     assert grey_numbers(read_frames(path, [11, 13, 29])) == [11, 13, 29]
     with pytest.raises(VideoDecodeError, match="no frame 12 .*1 corrupt packet"):
         read_frames(path, [12])
+
+
+def test_frames_resized_as_they_decode_equal_the_whole_clip_transform(tmp_path):
+    """The per-frame transform (memory bounded by the model's input) is the clip transform."""
+    from functools import partial
+
+    path = write_video(tmp_path / "v.mp4", numbered_frames(12, 96, 128), 10.0)
+    indices = [1, 5, 9]
+    per_frame = read_frames(path, indices, stack=torch.stack,
+                            transform=partial(preprocess_frames, resize=36, crop=32))
+    assert torch.equal(per_frame, preprocess_frames(read_frames(path, indices), resize=36,
+                                                    crop=32))
+
+
+def test_raw_clips_of_large_sources_are_transformed_on_the_worker(tmp_path):
+    from grw_edge.data.kinetics import collate_clips, device_clips
+
+    write_video(tmp_path / "train" / "a" / "small.mp4", numbered_frames(8, 32, 32), 10.0)
+    write_video(tmp_path / "train" / "a" / "large.mp4", numbered_frames(8, 96, 128), 10.0)
+    options = dict(frames_per_clip=4, fps=10, resize=36, crop=32, cache_dir=tmp_path / "c")
+    raw = VideoClipDataset(tmp_path, "train", raw=True, **options)
+    plain = VideoClipDataset(tmp_path, "train", **options)
+    items = [raw[i] for i in range(len(raw))]
+    kinds = {raw.clip_path(item["clip"]): item["frames"].dtype for item in items}
+    assert kinds == {"a/small.mp4": torch.uint8, "a/large.mp4": torch.float32}
+    batch = device_clips(collate_clips(items)["frames"], torch.device("cpu"), resize=36, crop=32)
+    assert torch.equal(batch, torch.stack([plain[i]["frames"] for i in range(len(plain))]))

@@ -8,6 +8,7 @@ read are skipped and listed, never a crash.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -49,7 +50,7 @@ class VideoIndex:
     root: str
     split: str
     classes: list[str]
-    videos: list[dict] = field(default_factory=list)  # path (relative), label, fps, num_frames
+    videos: list[dict] = field(default_factory=list)  # path, label, fps, num_frames, pixels
     failed: list[dict] = field(default_factory=list)  # path (relative), reason
     unsupported: list[str] = field(default_factory=list)  # other files (relative paths)
 
@@ -99,7 +100,8 @@ def build_index(root: str | os.PathLike[str], split: str, *, workers: int = 4,
             index.failed.append({"path": relative, "reason": str(info)})
         else:
             index.videos.append({"path": relative, "label": label, "fps": info.fps,
-                                 "num_frames": info.num_frames})
+                                 "num_frames": info.num_frames,
+                                 "pixels": info.width * info.height})
     _save_cache(cache, fingerprint, index)
     return index
 
@@ -199,15 +201,19 @@ class VideoClipDataset(Dataset):
             yield from random.Random(clip).sample(others, min(REPLACEMENT_TRIES, len(others)))
 
     def _decode(self, clip: int) -> torch.Tensor:
-        """The clip's frames, transformed (or raw uint8); raises VideoDecodeError."""
+        """The clip's frames, transformed frame by frame as they decode, so that memory
+        follows the model's input, not the source's (or raw uint8 where that is smaller);
+        raises VideoDecodeError."""
         number, indices = self.clips[clip]
+        video = self.index.videos[number]
         # one decoder thread per loader worker: the workers already fill the cores
         threads = 1 if get_worker_info() is not None else None
-        decoded = read_frames(self.split_dir / self.index.videos[number]["path"], indices,
-                              threads=threads)
-        if self.raw:
-            return torch.from_numpy(decoded)
-        return preprocess_frames(decoded, resize=self.resize, crop=self.crop)
+        if self.raw and video["pixels"] <= 4 * self.resize ** 2:  # uint8 no bigger than float
+            return torch.from_numpy(read_frames(self.split_dir / video["path"], indices,
+                                                threads=threads))
+        return read_frames(self.split_dir / video["path"], indices, threads=threads,
+                           transform=functools.partial(preprocess_frames, resize=self.resize,
+                                                       crop=self.crop), stack=torch.stack)
 
 
 def collate_clips(items: list[dict]) -> dict[str, object]:
@@ -218,8 +224,7 @@ def collate_clips(items: list[dict]) -> dict[str, object]:
     if not good:
         empty = torch.zeros(0, dtype=torch.int64)
         return {"frames": [], "label": empty, "clip": empty, "failures": failures}
-    if not isinstance(good[0]["frames"], torch.Tensor) or good[0]["frames"].dtype != \
-            torch.uint8:
+    if all(item["frames"].dtype != torch.uint8 for item in good):
         return {**default_collate(good), "failures": failures}
     batch = default_collate([{k: v for k, v in item.items() if k != "frames"} for item in good])
     return {**batch, "frames": [item["frames"] for item in good], "failures": failures}
@@ -232,5 +237,6 @@ def device_clips(frames: torch.Tensor | list[torch.Tensor], device: torch.device
     resize off the loader workers)."""
     if isinstance(frames, torch.Tensor):
         return frames.to(device, non_blocking=True)
-    return torch.stack([preprocess_frames(clip.to(device, non_blocking=True), resize=resize,
-                                          crop=crop) for clip in frames])
+    moved = [clip.to(device, non_blocking=True) for clip in frames]
+    return torch.stack([preprocess_frames(clip, resize=resize, crop=crop)
+                        if clip.dtype == torch.uint8 else clip for clip in moved])
