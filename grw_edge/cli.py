@@ -16,6 +16,7 @@ import click
 
 from grw_edge._tables import format_table
 from grw_edge.data.failures import DEFAULT_MAX_FAILED, ClipFailures
+from grw_edge.data.video import SAMPLING
 from grw_edge.errors import GrwEdgeError
 from grw_edge.targets import TARGETS
 
@@ -45,6 +46,16 @@ def _max_failed_option(function):
                         default=DEFAULT_MAX_FAILED, show_default=True,
                         help="Fraction of the clips that may fail to decode (each is skipped "
                              "and named) before the run stops.")(function)
+
+
+def _sampling_option(function):
+    """--sampling: which frames a clip takes at --fps, by index (upstream) or by time."""
+    return click.option("--sampling", type=click.Choice(SAMPLING), default="index",
+                        show_default=True,
+                        help="Choose frames at --fps by index from the average frame rate "
+                             "(upstream's rule, for faithful evaluation), or by presentation "
+                             "time (the frame on screen at each tick: variable frame rate).")(
+                                 function)
 
 
 def _weights_options(function):
@@ -306,12 +317,13 @@ def verify_command(artifact: str, backend: str | None, checkpoint: str | None, c
 @click.option("--report-file", type=click.Path(dir_okay=False), default=None,
               help="Also write the JSON report (scores and every file's fate) here.")
 @_max_failed_option
+@_sampling_option
 def eval_command(data_root: str, split: str, backbone: str | None, checkpoint: str | None,
                  hub: bool, random_init: bool, init_seed: int, ema: bool, artifact: str | None,
                  compare: bool, frames: int | None, fps: float | None, resolution: int | None,
                  max_clips: int | None, batch_size: int, workers: int, threads: int | None,
                  long_stream: bool, policies: str | None, repeat: int, as_json: bool,
-                 report_file: str | None, max_failed_clips: float) -> None:
+                 report_file: str | None, max_failed_clips: float, sampling: str) -> None:
     """Top-1/top-5 accuracy and loss on a video folder (runs under torchrun too)."""
     from grw_edge.data.kinetics import VideoClipDataset
     from grw_edge.distributed import local_device
@@ -343,7 +355,7 @@ def eval_command(data_root: str, split: str, backbone: str | None, checkpoint: s
         import torch
 
         torch.set_num_threads(threads)
-    protocol = protocol.override(frames, fps)
+    protocol = protocol.override(frames, fps, sampling)
     if long_stream:
         if artifact:
             open_session = functools.partial(runtimes.open, artifact, threads=threads)
@@ -356,7 +368,8 @@ def eval_command(data_root: str, split: str, backbone: str | None, checkpoint: s
                           init_seed, as_json)
         return
     dataset = VideoClipDataset(data_root, split, frames_per_clip=protocol.frames, fps=protocol.fps,
-                               resize=protocol.resize, crop=protocol.crop)
+                               resize=protocol.resize, crop=protocol.crop,
+                               sampling=protocol.sampling)
     report = evaluate(dataset, predictors, classes, batch_size=batch_size, workers=workers,
                       max_clips=max_clips)
     if report is None:  # not rank 0 of a distributed run
@@ -464,9 +477,11 @@ def _print_eval_report(report, protocol, source: str) -> None:
 @click.option("--frames", type=click.IntRange(min=1), default=None, help="Frames to use.")
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None)
 @click.option("--resolution", type=click.IntRange(min=32), default=None)
+@_sampling_option
 def predict_command(video: str, backbone: str | None, checkpoint: str | None, hub: bool,
                     random_init: bool, init_seed: int, ema: bool, artifact: str | None, top: int, stream: bool,
-                    frames: int | None, fps: float | None, resolution: int | None) -> None:
+                    frames: int | None, fps: float | None, resolution: int | None,
+                    sampling: str) -> None:
     """Top labels of VIDEO's first clip, or (--stream) the running prediction per frame."""
     from grw_edge.evaluate import reference_predictor, session_predictor
     from grw_edge.labels import class_names, read_labels
@@ -485,7 +500,7 @@ def predict_command(video: str, backbone: str | None, checkpoint: str | None, hu
         protocol = ClipProtocol.for_backbone(model.backbone_spec, resolution)
         classes = class_names(model.head_config.num_classes)
         session = TorchSession.for_model(model, resolution=protocol.crop)
-    protocol = protocol.override(frames, fps)
+    protocol = protocol.override(frames, fps, sampling)
     if stream:
         if not session.streaming:
             raise click.ClickException(f"{session.manifest.backbone} is a whole-clip backbone; "
@@ -551,6 +566,7 @@ def predict_command(video: str, backbone: str | None, checkpoint: str | None, hu
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @_max_failed_option
+@_sampling_option
 def train_command(backbone: str, data: str, out: str, split: str, init: str | None,
                   resume: bool, frames: int, fps: float, resolution: int | None, T: int,
                   grw_weight: float, grw_alpha: float, intermediate_weight: float,
@@ -558,7 +574,8 @@ def train_command(backbone: str, data: str, out: str, split: str, init: str | No
                   weight_decay: float, warmup_steps: int, grad_clip: float, ema_decay: float,
                   dropout: float, drop_path: float, freeze_bn: bool, precision: str,
                   checkpoint_every: int,
-                  log_every: int, workers: int, seed: int, max_failed_clips: float) -> None:
+                  log_every: int, workers: int, seed: int, max_failed_clips: float,
+                  sampling: str) -> None:
     """Train with cross-entropy + lambda * GRW (torchrun for several GPUs or processes)."""
     from grw_edge.registry import get_backbone
     from grw_edge.training import TrainConfig, train
@@ -569,7 +586,8 @@ def train_command(backbone: str, data: str, out: str, split: str, init: str | No
 
         init = str(resolve_checkpoint(init))
     cfg = TrainConfig(backbone=backbone, data=data, out=out, split=split, init=init,
-                      frames=frames, fps=fps, resolution=resolution, T=T, grw_weight=grw_weight,
+                      frames=frames, fps=fps, sampling=sampling, resolution=resolution, T=T,
+                      grw_weight=grw_weight,
                       grw_alpha=grw_alpha, intermediate_weight=intermediate_weight,
                       embed_dim=embed_dim, head_depth=head_depth, steps=steps,
                       batch_size=batch_size, lr=lr, weight_decay=weight_decay,

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from grw_edge.data.video import probe_video, read_frames, resample_indices
+from grw_edge.data.video import frame_times, probe_video, read_frames, resample
 from grw_edge.errors import InputShapeError
 from grw_edge.preprocess import ClipProtocol, preprocess_frames
 
@@ -33,15 +33,16 @@ def top_k(logits: np.ndarray, classes: list[str], k: int, frames: int, seconds: 
 
 def sampled_frames(video: str | Path, protocol: ClipProtocol) -> tuple[torch.Tensor, np.ndarray]:
     """The video's frames at the protocol's fps (at most N of them), transformed, with their
-    times in seconds: (T, 3, R, R) and (T,)."""
+    presentation times in seconds from the first frame: (T, 3, R, R) and (T,)."""
     info = probe_video(video)
-    indices = resample_indices(info.num_frames, info.fps, protocol.fps)[:protocol.frames]
+    indices = resample(info.num_frames, info.fps, protocol.fps, sampling=protocol.sampling,
+                       times=info.times)[:protocol.frames]
     if len(indices) == 0:
         raise InputShapeError(f"{video} has no frames to classify")
     # each frame is resized as it decodes: memory follows the model's input, not the source
     frames = read_frames(video, indices, stack=torch.stack, transform=functools.partial(
         preprocess_frames, resize=protocol.resize, crop=protocol.crop))
-    return frames, np.asarray(indices) / info.fps
+    return frames, frame_times(info.num_frames, info.fps, info.times)[indices]
 
 
 def predict_video(predict, video: str | Path, protocol: ClipProtocol, classes: list[str],

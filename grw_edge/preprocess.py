@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
+from grw_edge.data.video import Sampling
 from grw_edge.errors import InputShapeError
 
 if TYPE_CHECKING:
@@ -34,12 +35,14 @@ def preprocess_frames(frames: Tensor | np.ndarray, *, resize: int, crop: int) ->
 
 @dataclass(frozen=True)
 class ClipProtocol:
-    """How clips are sampled and transformed: N frames at ``fps``, resized then cropped."""
+    """How clips are sampled and transformed: N frames at ``fps`` (chosen by upstream's index
+    rule, or by presentation time), resized then cropped."""
 
     frames: int
     fps: float
     resize: int
     crop: int
+    sampling: Sampling = "index"
 
     @classmethod
     def for_backbone(cls, spec: BackboneSpec, resolution: int | None = None) -> ClipProtocol:
@@ -54,5 +57,7 @@ class ClipProtocol:
         return cls(manifest.frames_per_clip, manifest.fps, int(preprocess["resize"][0]),
                    int(preprocess["center_crop"][0]))
 
-    def override(self, frames: int | None = None, fps: float | None = None) -> ClipProtocol:
-        return replace(self, frames=frames or self.frames, fps=fps or self.fps)
+    def override(self, frames: int | None = None, fps: float | None = None,
+                 sampling: Sampling | None = None) -> ClipProtocol:
+        return replace(self, frames=frames or self.frames, fps=fps or self.fps,
+                       sampling=sampling or self.sampling)

@@ -12,7 +12,7 @@ from grw_edge.cli import cli
 from grw_edge.data.video import write_video
 from grw_edge.exporters import export
 from grw_edge.models import HeadConfig, create_model, randomize_
-from tests.video_files import garble_payload, write
+from tests.video_files import ON_SCREEN, VFR_TIMES, garble_payload, write
 
 HEAD = HeadConfig(embed_dim=64, depth=1, num_heads=2, mlp_dim=128, num_classes=600)
 CLIP = ["--frames", "4", "--fps", "10"]
@@ -90,6 +90,16 @@ def test_predict_top5_and_stream(folder, artifact):
     stream = run("predict", video, "--artifact", str(artifact), "--stream", *CLIP)
     frames = stream.output.strip().splitlines()
     assert stream.exit_code == 0 and len(frames) == 4 and "frame    4" in frames[-1]
+
+
+def test_predict_stream_prints_presentation_times(artifact, tmp_path):
+    video = str(write(tmp_path / "vfr.mkv", len(VFR_TIMES), times=VFR_TIMES))
+    for sampling, chosen in (("time", ON_SCREEN), ("index", [0, 2, 5, 7])):
+        result = run("predict", video, "--artifact", str(artifact), "--stream", "--frames",
+                     "10", "--fps", "10", "--sampling", sampling)
+        assert result.exit_code == 0, result.output
+        seconds = [float(line.split()[0].rstrip("s")) for line in result.output.splitlines()]
+        assert seconds == pytest.approx([VFR_TIMES[i] for i in chosen], abs=0.005)
 
 
 def test_eval_errors_are_one_line(folder, tmp_path):

@@ -13,13 +13,14 @@ from grw_edge.data.video import (
     clip_indices,
     probe_video,
     read_frames,
+    resample,
     resample_indices,
     upright,
     write_video,
 )
 from grw_edge.preprocess import preprocess_frames
+from tests.video_files import ON_SCREEN, VFR_TIMES, garble_payload, write
 from tests.video_files import frame_numbers as grey_numbers
-from tests.video_files import garble_payload, write
 
 
 def numbered_frames(count: int, height: int = 48, width: int = 64) -> np.ndarray:
@@ -239,3 +240,27 @@ def test_raw_clips_of_large_sources_are_transformed_on_the_worker(tmp_path):
     assert kinds == {"a/small.mp4": torch.uint8, "a/large.mp4": torch.float32}
     batch = device_clips(collate_clips(items)["frames"], torch.device("cpu"), resize=36, crop=32)
     assert torch.equal(batch, torch.stack([plain[i]["frames"] for i in range(len(plain))]))
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_variable_frame_rate_is_sampled_by_presentation_time(tmp_path, suffix):
+    path = write(tmp_path / "train" / "a" / f"vfr{suffix}", len(VFR_TIMES), times=VFR_TIMES)
+    info = probe_video(path)
+    assert info.times == pytest.approx(VFR_TIMES)
+    by_time = resample(info.num_frames, info.fps, 10.0, sampling="time", times=info.times)
+    assert by_time.tolist() == ON_SCREEN
+    assert grey_numbers(read_frames(path, by_time)) == ON_SCREEN
+    assert np.array_equal(resample(info.num_frames, info.fps, 10.0, times=info.times),
+                          resample_indices(info.num_frames, info.fps, 10.0))  # the default
+    dataset = VideoClipDataset(tmp_path, "train", frames_per_clip=5, fps=10.0, resize=32,
+                               crop=32, raw=True, sampling="time", cache_dir=tmp_path / "c")
+    assert [grey_numbers(dataset[i]["frames"].numpy()) for i in range(len(dataset))] == [
+        ON_SCREEN[:5], ON_SCREEN[5:]]
+
+
+def test_constant_frame_rate_by_time_is_the_index_rule(tmp_path):
+    info = probe_video(write(tmp_path / "cfr.mkv", 30, fps=25))
+    assert info.times is None  # evenly spaced to within the millisecond time base
+    for target in (5.0, 25.0, None):
+        assert np.array_equal(resample(30, info.fps, target, sampling="time"),
+                              resample_indices(30, info.fps, target))

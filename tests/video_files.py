@@ -2,12 +2,15 @@
 container PyAV writes, and broken copies of them."""
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 
 STEP, BASE = 4, 16  # frame i is grey level BASE + STEP * i
+VFR_TIMES = [0, 0.04, 0.08, 0.30, 0.34, 0.38, 0.42, 0.80, 0.84, 0.88, 0.92, 0.96]  # uneven
+ON_SCREEN = [0, 2, 2, 3, 5, 6, 6, 6, 7, 9]  # the VFR_TIMES frame shown at 0, 0.1, ... 0.9 s
 QUALITY = {"libx264": {"crf": "10"}, "libvpx-vp9": {"crf": "10", "b": "0"}}  # else qmax 2
 
 
@@ -26,9 +29,10 @@ def frame_numbers(frames: np.ndarray) -> list[int]:
 def write(path: Path, count: int = 40, *, fps: int = 25, codec: str = "libx264",
           container: str | None = None, options: dict[str, str] | None = None,
           b_frames: int | None = None, size: int = 32,
-          muxer: dict[str, str] | None = None) -> Path:
+          muxer: dict[str, str] | None = None, times: list[float] | None = None) -> Path:
     """Write ``grey_frames(count)`` with ``codec`` into ``container`` (by suffix if None);
-    ``options`` go to the encoder, ``muxer`` to the container."""
+    ``options`` go to the encoder, ``muxer`` to the container; ``times`` (seconds, one per
+    frame) stamps the frames explicitly, in milliseconds (variable frame rate)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w", format=container, options=muxer or {}) as output:
         stream = output.add_stream(codec, rate=fps)
@@ -37,8 +41,13 @@ def write(path: Path, count: int = 40, *, fps: int = 25, codec: str = "libx264",
         stream.options = QUALITY.get(codec, {"qmin": "1", "qmax": "2"}) | (options or {})
         if b_frames is not None:
             stream.codec_context.max_b_frames = b_frames
-        for image in grey_frames(count, size):
-            output.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        if times is not None:
+            stream.codec_context.time_base = Fraction(1, 1000)
+        for number, image in enumerate(grey_frames(count, size)):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            if times is not None:
+                frame.pts, frame.time_base = round(times[number] * 1000), Fraction(1, 1000)
+            output.mux(stream.encode(frame))
         output.mux(stream.encode())
     return path
 

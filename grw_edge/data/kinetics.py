@@ -25,6 +25,7 @@ from torch.utils.data import Dataset, default_collate, get_worker_info
 from grw_edge._io import atomic_write_path
 from grw_edge._progress import progress
 from grw_edge.data.video import (
+    Sampling,
     VideoDecodeError,
     clip_indices,
     list_files,
@@ -35,7 +36,7 @@ from grw_edge.data.video import (
 from grw_edge.errors import GrwEdgeError
 from grw_edge.preprocess import preprocess_frames
 
-INDEX_VERSION = 2
+INDEX_VERSION = 3
 REPLACEMENT_TRIES = 8  # other clips tried in place of one that fails to decode
 
 
@@ -50,7 +51,8 @@ class VideoIndex:
     root: str
     split: str
     classes: list[str]
-    videos: list[dict] = field(default_factory=list)  # path, label, fps, num_frames, pixels
+    videos: list[dict] = field(default_factory=list)  # path, label, fps, num_frames, pixels,
+    # and times (seconds) where the frames are not evenly spaced
     failed: list[dict] = field(default_factory=list)  # path (relative), reason
     unsupported: list[str] = field(default_factory=list)  # other files (relative paths)
 
@@ -101,7 +103,8 @@ def build_index(root: str | os.PathLike[str], split: str, *, workers: int = 4,
         else:
             index.videos.append({"path": relative, "label": label, "fps": info.fps,
                                  "num_frames": info.num_frames,
-                                 "pixels": info.width * info.height})
+                                 "pixels": info.width * info.height}
+                                | ({"times": list(info.times)} if info.times else {}))
     _save_cache(cache, fingerprint, index)
     return index
 
@@ -139,7 +142,8 @@ def _save_cache(cache: Path, fingerprint: str, index: VideoIndex) -> None:
 
 
 class VideoClipDataset(Dataset):
-    """Clips of N frames resampled to ``fps``, transformed as the upstream evaluation does.
+    """Clips of N frames resampled to ``fps`` (by upstream's index rule, or ``sampling="time"``
+    by presentation time), transformed as the upstream evaluation does.
 
     An item is ``{"frames": (N, 3, R, R) float in [0, 1], "label": int, "clip": int,
     "ok": bool, "failures": [{"clip", "path", "reason"}]}``.  A clip that fails to decode is
@@ -153,7 +157,8 @@ class VideoClipDataset(Dataset):
     def __init__(self, root: str | os.PathLike[str], split: str = "test", *,
                  frames_per_clip: int, fps: float | None, resize: int, crop: int,
                  workers: int = 4, cache_dir: str | os.PathLike[str] | None = None,
-                 raw: bool = False, replace_failed: bool = False) -> None:
+                 raw: bool = False, replace_failed: bool = False,
+                 sampling: Sampling = "index") -> None:
         self.raw, self.replace_failed = raw, replace_failed
         self.index = build_index(root, split, workers=workers, cache_dir=cache_dir)
         self.split_dir = Path(root) / split
@@ -161,7 +166,8 @@ class VideoClipDataset(Dataset):
         self.clips: list[tuple[int, np.ndarray]] = []
         self.too_short: list[str] = []
         for number, video in enumerate(self.index.videos):
-            found = clip_indices(video["num_frames"], video["fps"], fps, frames_per_clip)
+            found = clip_indices(video["num_frames"], video["fps"], fps, frames_per_clip,
+                                 sampling=sampling, times=video.get("times"))
             if not found:
                 self.too_short.append(video["path"])
             self.clips.extend((number, indices) for indices in found)

@@ -6,6 +6,9 @@ resampled from the container's average frame rate to the target rate by index, w
 step = original fps / target fps (every step-th frame when the step is a whole number,
 else floor(i * step) for i < floor(frames * target / original)), then cut into clips of
 N frames taken every N frames; a video with fewer than N resampled frames gives no clip.
+That index rule stays the default; ``sampling="time"`` picks instead the frame on screen
+at every tick of the target rate, by the presentation times the container gives, which is
+what a variable-frame-rate video needs.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -30,6 +33,9 @@ VIDEO_SUFFIXES = frozenset({  # the containers FFmpeg reads that hold video
     ".mpg", ".mts", ".mxf", ".nut", ".ogg", ".ogv", ".qt", ".rm", ".rmvb", ".ts", ".vob",
     ".webm", ".wmv", ".y4m"})
 SEEKABLE_FORMATS = frozenset({"mov", "matroska"})  # FFmpeg demuxers safe to seek in
+SAMPLING = ("index", "time")  # the frame-selection rules: upstream's by index, or by time
+Sampling = Literal["index", "time"]
+TICK_TOLERANCE = 1e-6  # seconds: a frame shown this close after a tick counts as on screen
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +53,7 @@ class VideoInfo:
     num_frames: int
     width: int
     height: int
+    times: tuple[float, ...] | None = None  # each frame's time from the first, where uneven
 
 
 def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
@@ -54,7 +61,9 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
 
     A frame is a packet with bytes inside the file (a truncated download's index promises
     more), counted once per timestamp; a stream without timestamps (raw H.264, whatever its
-    name) counts its packets.
+    name) counts its packets.  ``times`` holds each frame's presentation time (seconds from
+    the first) where they are not i / fps to within the stream's time base (variable frame
+    rate); None means i / fps, or that the stream has no timestamps.
     """
     import av
 
@@ -69,7 +78,8 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
             present = [packet.pts for packet in _packets(container, stream)]
             count = len({pts for pts in present if pts is not None}) + present.count(None)
             return VideoInfo(str(path), float(rate), count,
-                             stream.codec_context.width, stream.codec_context.height)
+                             stream.codec_context.width, stream.codec_context.height,
+                             _uneven_times(present, stream.time_base, float(rate)))
     except (av.FFmpegError, OSError, UnicodeDecodeError) as error:
         raise VideoDecodeError(f"cannot read {path}: {error}") from None
 
@@ -246,6 +256,20 @@ def _decoded(container, stream, lost: list[int]) -> Iterator:
         lost[0] += 1
 
 
+def _uneven_times(present: list[int | None], time_base: Fraction | None, fps: float
+                  ) -> tuple[float, ...] | None:
+    """Presentation times in seconds from the first frame, unless they are i / fps to within
+    one tick of the time base (or some packet has no timestamp)."""
+    if not present or None in present or not time_base:
+        return None
+    ticks = np.unique(np.asarray(present, dtype=np.int64))
+    seconds = (ticks - ticks[0]) * float(time_base)
+    even = np.arange(len(seconds)) / fps
+    if np.allclose(seconds, even, rtol=0, atol=float(time_base) + TICK_TOLERANCE):
+        return None
+    return tuple(round(float(t), 6) for t in seconds)
+
+
 def upright(image: np.ndarray, rotation: int) -> np.ndarray:
     """Undo a display-matrix rotation (degrees counter-clockwise, as PyAV reports it)."""
     turns = round(rotation / 90) % 4
@@ -286,13 +310,42 @@ def resample_indices(num_frames: int, original_fps: float, target_fps: float | N
     return np.floor(np.arange(total, dtype=np.float32) * np.float32(step)).astype(np.int64)
 
 
+def frame_times(num_frames: int, fps: float, times: Sequence[float] | None = None
+                ) -> np.ndarray:
+    """Each frame's presentation time in seconds from the first: ``times`` (as probed)
+    where given, else i / fps."""
+    return np.arange(num_frames) / fps if times is None else np.asarray(times, np.float64)
+
+
+def resample_by_time(times: np.ndarray, target_fps: float | None) -> np.ndarray:
+    """Indices of the frames on screen at every 1 / ``target_fps`` from the first frame's
+    time to the last frame's (a frame is on screen from its time until the next frame's)."""
+    if target_fps is None:
+        return np.arange(len(times))
+    ticks = np.arange(math.floor((times[-1] + TICK_TOLERANCE) * target_fps) + 1) / target_fps
+    return np.searchsorted(times, ticks + TICK_TOLERANCE, side="right") - 1
+
+
+def resample(num_frames: int, original_fps: float, target_fps: float | None, *,
+             sampling: Sampling = "index", times: Sequence[float] | None = None) -> np.ndarray:
+    """The frames kept at ``target_fps``: by upstream's index rule, or (``"time"``) those on
+    screen at each tick by their presentation ``times`` (None: i / fps)."""
+    if sampling == "time":
+        return resample_by_time(frame_times(num_frames, original_fps, times), target_fps)
+    if sampling != "index":
+        raise ValueError(f"sampling is one of {', '.join(SAMPLING)}, got {sampling!r}")
+    return resample_indices(num_frames, original_fps, target_fps)
+
+
 def clip_indices(num_frames: int, original_fps: float, target_fps: float | None,
-                 frames_per_clip: int) -> list[np.ndarray]:
-    """Frame indices of every clip: N resampled frames, a new clip every N frames.
+                 frames_per_clip: int, *, sampling: Sampling = "index",
+                 times: Sequence[float] | None = None) -> list[np.ndarray]:
+    """Frame indices of every clip: N resampled frames (see ``resample``), a new clip every
+    N frames.
 
     Too short a video gives no clip (as upstream, which drops it).
     """
-    kept = resample_indices(num_frames, original_fps, target_fps)
+    kept = resample(num_frames, original_fps, target_fps, sampling=sampling, times=times)
     count = (len(kept) - frames_per_clip) // frames_per_clip + 1 if len(kept) >= frames_per_clip else 0
     return [kept[i * frames_per_clip:(i + 1) * frames_per_clip] for i in range(count)]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 from grw_edge.data.failures import DEFAULT_MAX_FAILED
+from grw_edge.data.video import SAMPLING
 from grw_edge.errors import GrwEdgeError
 
 
@@ -18,6 +19,7 @@ class TrainConfig:
     init: str | None = None  # checkpoint to start from (published or ours); None = random
     frames: int = 16  # frames per clip N (a multiple of T)
     fps: float = 5.0
+    sampling: str = "index"  # frames chosen by upstream's index rule, or "time" (presentation)
     resolution: int | None = None  # crop side; default: the backbone's
     T: int = 4  # GRW sub-sequence length
     grw_weight: float = 0.01  # lambda: loss = CE + lambda * GRW (0 turns GRW off); GRW grows with E*T
@@ -61,5 +63,7 @@ class TrainConfig:
         if not 0 <= self.max_failed_clips <= 1:
             raise GrwEdgeError(f"max_failed_clips is a fraction in [0, 1], got "
                                f"{self.max_failed_clips}")
+        if self.sampling not in SAMPLING:
+            raise GrwEdgeError(f"sampling is one of {', '.join(SAMPLING)}, got {self.sampling}")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise GrwEdgeError(f"precision must be auto, fp32, bf16 or fp16, got {self.precision}")

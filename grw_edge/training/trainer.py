@@ -108,12 +108,14 @@ class Trainer:
             remove_stale_temporaries(self.out)  # what a killed run left half-written
         self.device = local_device()
         spec = get_backbone(cfg.backbone)
-        protocol = ClipProtocol.for_backbone(spec, cfg.resolution).override(cfg.frames, cfg.fps)
+        protocol = ClipProtocol.for_backbone(spec, cfg.resolution).override(cfg.frames, cfg.fps,
+                                                                        cfg.sampling)
         # On a GPU the loader ships decoded uint8 clips and the resize runs there.
         self.dataset = VideoClipDataset(cfg.data, cfg.split, frames_per_clip=protocol.frames,
                                         fps=protocol.fps, resize=protocol.resize,
                                         crop=protocol.crop, workers=max(1, cfg.workers),
-                                        raw=self.device.type == "cuda", replace_failed=True)
+                                        raw=self.device.type == "cuda", replace_failed=True,
+                                        sampling=protocol.sampling)
         self.failures = ClipFailures(len(self.dataset), cfg.max_failed_clips)
         if len(self.dataset) < cfg.batch_size * self.world:
             raise DatasetError(f"{cfg.data}/{cfg.split} has {len(self.dataset)} clips of "
