@@ -1,6 +1,8 @@
 """Decoding, the upstream frame selection, the evaluation transform and the folder index."""
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -264,3 +266,12 @@ def test_constant_frame_rate_by_time_is_the_index_rule(tmp_path):
     for target in (5.0, 25.0, None):
         assert np.array_equal(resample(30, info.fps, target, sampling="time"),
                               resample_indices(30, info.fps, target))
+
+
+def test_decoding_and_the_command_line_import_no_torch():
+    """Probing and decoding (and the CLI's startup) stay light: torch loads only when used."""
+    code = ("import sys, grw_edge, grw_edge.data.video, grw_edge.data.failures, grw_edge.cli; "
+            "print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "False"
