@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 SOURCES = {"320x240": (320, 240), "1080p": (1920, 1080), "4K": (3840, 2160)}
-PROTOCOL = dict(frames=16, fps=25.0, resize=200, crop=172)  # A0S's transform, every frame
+PROTOCOL = {"frames": 16, "fps": 25.0, "resize": 200, "crop": 172}  # A0S's transform, every frame
 
 MEASURE = """
 import json, resource, sys
@@ -26,7 +26,7 @@ mode, root, protocol = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])
 video = next((root / "train" / "a").iterdir())
 if mode == "predict":
     from grw_edge.predict import sampled_frames
-    frames, _ = sampled_frames(video, ClipProtocol(**protocol))
+    frames = sampled_frames(video, ClipProtocol(**protocol)).frames
 elif mode == "worker":
     from grw_edge.data.kinetics import VideoClipDataset
     dataset = VideoClipDataset(root, "train", frames_per_clip=protocol["frames"],
@@ -83,9 +83,9 @@ def main() -> None:
             write_source(root, width, height, args.frames)
             rows[name] = {mode: measure(mode, root, protocol) for mode in modes}
     base = rows["320x240"]
-    lines = [f"Peak RSS (MB) reading one clip of {args.frames} frames, resized to "
-             f"{protocol['resize']} and cropped to {protocol['crop']} px; in brackets the "
-             f"ratio to the 320x240 source.", "",
+    lines = [(f"Peak RSS (MB) reading one clip of {args.frames} frames, resized to "
+              f"{protocol['resize']} and cropped to {protocol['crop']} px; in brackets the "
+              f"ratio to the 320x240 source."), "",
              "| source | " + " | ".join(modes) + " |", "|---" * (len(modes) + 1) + "|"]
     for name, row in rows.items():
         lines.append(f"| {name} | " + " | ".join(

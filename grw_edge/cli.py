@@ -365,7 +365,7 @@ def eval_command(data_root: str, split: str, backbone: str | None, checkpoint: s
             open_session = functools.partial(TorchSession.for_model, model,
                                              resolution=protocol.crop)
         _long_stream_eval(data_root, split, protocol, open_session, classes, policies, repeat,
-                          init_seed, as_json)
+                          init_seed, as_json, report_file)
         return
     dataset = VideoClipDataset(data_root, split, frames_per_clip=protocol.frames, fps=protocol.fps,
                                resize=protocol.resize, crop=protocol.crop,
@@ -392,7 +392,8 @@ def eval_command(data_root: str, split: str, backbone: str | None, checkpoint: s
 
 
 def _long_stream_eval(data_root: str, split: str, protocol, open_session, classes,
-                      policies: str | None, repeat: int, seed: int, as_json: bool) -> None:
+                      policies: str | None, repeat: int, seed: int, as_json: bool,
+                      report_file: str | None) -> None:
     """``eval --long-stream``: the split as one stream through each policy."""
     from grw_edge.long_stream import evaluate_long_stream, open_policies, stream_of_videos
 
@@ -411,6 +412,8 @@ def _long_stream_eval(data_root: str, split: str, protocol, open_session, classe
                                                            repeat=repeat, seed=seed)
     report = evaluate_long_stream(stream, chosen, dataset_classes, classes, protocol.frames)
     report.unreadable = unreadable
+    if report_file:
+        Path(report_file).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
         return
@@ -510,14 +513,21 @@ def predict_command(video: str, backbone: str | None, checkpoint: str | None, hu
         for index, prediction in enumerate(predictions):
             if index == 0 and not artifact:
                 click.echo(_weights_line(model))
+            for seconds in (t for t in prediction.lost if t < prediction.seconds):
+                click.echo(f"{seconds:7.2f}s  lost: the frame did not decode (skipped)")
             click.echo(f"{prediction.seconds:7.2f}s  frame {prediction.frames:>4}  "
                        f"{prediction.labels[0]}  {prediction.probabilities[0]:.3f}")
+            for seconds in (t for t in prediction.lost if t > prediction.seconds):
+                click.echo(f"{seconds:7.2f}s  lost: the frame did not decode (skipped)")
         return
     predict = session_predictor(session) if artifact else reference_predictor(model)
     prediction = predict_video(predict, video, protocol, classes, top)
     if not artifact:
         click.echo(_weights_line(model))
-    click.echo(f"{video}: {prediction.frames} frames at {protocol.fps:g} fps")
+    lost = (f" ({len(prediction.lost)} lost: the frames at "
+            f"{', '.join(f'{t:.2f}s' for t in prediction.lost)} did not decode)"
+            if prediction.lost else "")
+    click.echo(f"{video}: {prediction.frames} frames at {protocol.fps:g} fps{lost}")
     for label, probability in zip(prediction.labels, prediction.probabilities):
         click.echo(f"  {probability:6.3f}  {label}")
 

@@ -63,7 +63,7 @@ def stream_of_videos(root: str, split: str, protocol: ClipProtocol, *, repeat: i
     videos, unreadable = [], list(index.failed)
     for video in index.videos:
         try:
-            frames, _ = sampled_frames(Path(root) / split / video["path"], whole)
+            frames = sampled_frames(Path(root) / split / video["path"], whole).frames
         except GrwEdgeError as error:  # undecodable, no frames, no timestamps, ...
             unreadable.append({"path": video["path"], "reason": str(error)})
             continue

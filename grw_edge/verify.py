@@ -125,7 +125,7 @@ def video_clips(manifest: Manifest, directory: str | Path, frames: int,
     protocol = ClipProtocol.for_manifest(manifest).override(frames=frames)
     for video in videos:
         try:
-            clip, _ = sampled_frames(video, protocol)
+            clip = sampled_frames(video, protocol).frames
         except VideoDecodeError:
             skipped.append(str(video))
             continue

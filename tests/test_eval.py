@@ -102,6 +102,47 @@ def test_predict_stream_prints_presentation_times(artifact, tmp_path):
         assert seconds == pytest.approx([VFR_TIMES[i] for i in chosen], abs=0.005)
 
 
+def test_predict_shows_the_frames_a_corrupt_packet_lost(artifact, tmp_path):
+    video = str(garble_payload(write(tmp_path / "intra.mov", 20, fps=10, codec="mjpeg"),
+                               packets=[5]))
+    clip = ["--artifact", str(artifact), "--frames", "10", "--fps", "10"]
+    result = run("predict", video, *clip)
+    assert result.exit_code == 0, result.output
+    assert ("9 frames at 10 fps (1 lost: the frames at 0.50s did not decode)"
+            in result.output.splitlines()[0])
+    stream = run("predict", video, *clip, "--stream")
+    assert stream.exit_code == 0, stream.output
+    seconds = [line.split()[0] for line in stream.output.splitlines()]
+    assert seconds == [f"{t / 10:.2f}s" for t in range(10)]
+    assert stream.output.splitlines()[5] == "   0.50s  lost: the frame did not decode (skipped)"
+
+
+def test_long_stream_reports_unusable_files_and_scores_the_rest(artifact, tmp_path):
+    """A file with no timestamps (raw H.264) plays at its nominal rate; one that probes but
+    does not decode, and one that is no video, are named with their reasons."""
+    folder = tmp_path / "test" / "abseiling"
+    for name in ("a.mp4", "b.mkv"):
+        write(folder / name, 20, fps=25)
+    write(folder / "raw.mp4", 20, fps=25, container="h264")
+    garble_payload(write(folder / "noise.mp4", 20, fps=25))
+    (folder / "text.mp4").write_text("not a video\n" * 20)
+    args = ["eval", "--data", str(tmp_path), "--artifact", str(artifact), "--long-stream",
+            "--policies", "cumulative", *CLIP]
+    table = run(*args, "--report-file", str(tmp_path / "report.json"),
+                env={"cache": str(tmp_path / "cache")})
+    assert table.exit_code == 0, table.output
+    assert "3 videos as one stream of 24 frames" in table.output
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["videos"] == 3 and report["frames"] == 3 * 8
+    reasons = {f["path"]: f["reason"] for f in report["unreadable"]}
+    assert sorted(reasons) == ["abseiling/noise.mp4", "abseiling/text.mp4"]
+    assert "20 corrupt packet(s) skipped" in reasons["abseiling/noise.mp4"]
+    assert "Invalid data" in reasons["abseiling/text.mp4"]
+    for path, reason in reasons.items():
+        assert f"unreadable: {path}: {reason}" in table.output
+    assert 0 <= report["scores"][0]["every_frame"] <= 1
+
+
 def test_eval_errors_are_one_line(folder, tmp_path):
     missing = run("eval", "--data", str(tmp_path / "nowhere"), "--backbone", "movineta0s",
                   "--random-init", "--resolution", "32", *CLIP, env={"cache": str(tmp_path)})

@@ -215,6 +215,9 @@ def test_a_corrupt_packet_loses_its_frame_only(tmp_path, caplog):
     assert grey_numbers(read_frames(path, [11, 13, 29])) == [11, 13, 29]
     with pytest.raises(VideoDecodeError, match="no frame 12 .*1 corrupt packet"):
         read_frames(path, [12])
+    missing = []  # a player's view: the frame is left out and named
+    assert grey_numbers(read_frames(path, [11, 12, 13], missing=missing)) == [11, 13]
+    assert missing == [12]
 
 
 def test_frames_resized_as_they_decode_equal_the_whole_clip_transform(tmp_path):

@@ -87,7 +87,8 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
 def read_frames(path: str | os.PathLike[str], indices: Sequence[int] | None = None, *,
                 threads: int | None = None,
                 transform: Callable[[np.ndarray], Any] | None = None,
-                stack: Callable[[list], Any] = np.stack) -> Any:
+                stack: Callable[[list], Any] = np.stack,
+                missing: list[int] | None = None) -> Any:
     """Decode frames (in presentation order, display rotation applied) as uint8 (T, H, W, 3).
 
     ``indices`` picks frames by their position, as ``probe_video`` counts them; None decodes
@@ -98,7 +99,9 @@ def read_frames(path: str | os.PathLike[str], indices: Sequence[int] | None = No
     decode is skipped, as ffmpeg does, and logged.  ``threads`` limits the decoder's threads
     (1 in a data-loader worker, which is already one of many processes); None lets FFmpeg
     choose.  ``transform`` maps each kept frame as soon as it is decoded (so only its
-    output is held), and the results are stacked with ``stack`` (numpy's by default).
+    output is held), and the results are stacked with ``stack`` (numpy's by default).  A
+    chosen frame that did not decode raises VideoDecodeError, unless ``missing`` is given:
+    then it is left out and its index appended there (as a player skips it).
     """
     import av
 
@@ -120,11 +123,13 @@ def read_frames(path: str | os.PathLike[str], indices: Sequence[int] | None = No
     if wanted is None:
         order = sorted(kept)
     else:
-        missing = [i for i in wanted if i not in kept]
-        if missing:
-            raise VideoDecodeError(f"{path} has no frame {missing[0]} (it decoded "
+        absent = [i for i in wanted if i not in kept]
+        if absent and missing is None:
+            raise VideoDecodeError(f"{path} has no frame {absent[0]} (it decoded "
                                    f"{len(kept) and max(kept) + 1} frames{skipped})")
-        order = [int(i) for i in indices]
+        if absent:
+            missing.extend(absent)
+        order = [int(i) for i in indices if int(i) in kept]
     if not order:
         raise VideoDecodeError(f"{path} decoded no frames{skipped}")
     return stack([kept[i] for i in order])
