@@ -1,6 +1,7 @@
 """torch.distributed set-up for torchrun: NCCL on CUDA, gloo on the CPU."""
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -26,6 +27,27 @@ def distributed_teardown() -> None:
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+@functools.cache
+def _host_group() -> dist.ProcessGroup:
+    """A gloo group for small messages between hosts' CPUs (no wait on an NCCL stream)."""
+    return dist.group.WORLD if dist.get_backend() == "gloo" else dist.new_group(backend="gloo")
+
+
+def gather_rare(items: list, flag: bool = False) -> tuple[list, bool]:
+    """Every rank's ``items`` (in rank order) and whether any rank raised ``flag``, on every
+    rank: one all_reduce of two numbers on the CPU per call, and the items travel only
+    when some rank has any.  Every rank must call it at the same point."""
+    if not dist.is_initialized():
+        return list(items), flag
+    counts = torch.tensor([len(items), int(flag)])
+    dist.all_reduce(counts, group=_host_group())
+    if counts[0]:
+        parts: list[list | None] = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, items, group=_host_group())
+        items = [item for part in parts for item in part]
+    return items, bool(counts[1])
 
 
 def local_device() -> torch.device:

@@ -206,6 +206,27 @@ def test_a_mixed_folder_trains_on_full_batches_and_names_the_failed_file(tmp_pat
     assert read_snapshot(run / "checkpoint.safetensors").extra["step"] == 2
 
 
+def test_two_processes_count_the_failed_clips_of_both(tmp_path):
+    """Rank 1 alone meets the broken clips (seed 0 deals them to it); rank 0, which logs,
+    names them, and the limit holds for the clips of both ranks, all ranks stopping."""
+    root = _grey_folder(tmp_path / "data", {"red": 1})  # clips 4 and 5 are broken
+    dealt = [sorted(c for b in epoch_batches(6, 1, 0, 0, rank, 2) for c in b) for rank in (0, 1)]
+    assert dealt == [[1, 2, 3], [0, 4, 5]]
+    args = ["--backbone", "movineta0s", "--data", str(root), "--steps", "3", "--batch-size",
+            "1", *SMALL]
+    run = tmp_path / "run"
+    _finish(_train_cli(*args, "--out", str(run), "--max-failed-clips", "0.5", processes=2,
+                       cache=str(tmp_path)))
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {f["clip"] for r in records for f in r.get("failed", [])} == {4, 5}
+    assert [r["failed_clips"] for r in records if "loss" in r] == [2, 2, 2]
+    stopped = _train_cli(*args, "--out", str(tmp_path / "strict"), "--max-failed-clips", "0.2",
+                         processes=2, cache=str(tmp_path))
+    _, err = stopped.communicate(timeout=300)
+    assert stopped.returncode != 0
+    assert err.count("2 of 6 clips in") == 2  # each rank stops with the same line
+
+
 def test_failed_clips_are_replaced_so_batches_stay_full(tmp_path):
     from grw_edge.data.kinetics import VideoClipDataset, collate_clips
 

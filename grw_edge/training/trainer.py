@@ -30,7 +30,7 @@ from grw_edge._progress import progress_enabled
 from grw_edge.checkpoints import load_checkpoint, read_snapshot, save_checkpoint
 from grw_edge.data.failures import ClipFailures
 from grw_edge.data.kinetics import DatasetError, VideoClipDataset, collate_clips, device_clips
-from grw_edge.distributed import distributed_setup, local_device
+from grw_edge.distributed import distributed_setup, gather_rare, local_device
 from grw_edge.errors import CheckpointError
 from grw_edge.models import HeadConfig, create_model
 from grw_edge.models.classifier import GrwVideoClassifier
@@ -172,9 +172,7 @@ class Trainer:
                                 collate_fn=collate_clips, pin_memory=cuda,
                                 prefetch_factor=4 if cfg.workers and cuda else None)
             for batch in loader:
-                self._count_failures(batch["failures"])
-                if not len(batch["label"]):
-                    raise self.failures.none_decodes(f"{cfg.data}/{cfg.split}")
+                self._count_failures(batch["failures"], empty=not len(batch["label"]))
                 parts = self._train_step(batch)
                 self.step += 1
                 clips += len(batch["label"]) * self.world
@@ -192,9 +190,11 @@ class Trainer:
         bar.close()
         return self.out / CHECKPOINT
 
-    def _count_failures(self, failures: list[dict]) -> None:
-        """Name each clip that failed (it was replaced by one that decodes) in the log,
-        metrics.jsonl and TensorBoard; stop the run past ``--max-failed-clips``."""
+    def _count_failures(self, failures: list[dict], empty: bool) -> None:
+        """Name each clip that failed on any rank (it was replaced by one that decodes) in
+        the log, metrics.jsonl and TensorBoard; stop the run, on every rank at once, past
+        ``--max-failed-clips`` of the whole dataset or when some rank's batch is empty."""
+        failures, empty = gather_rare(failures, empty)
         new = self.failures.add(failures)
         if new and self.rank == 0:
             for failure in new:
@@ -208,6 +208,8 @@ class Trainer:
                 self._tensorboard.add_text("failed_clips", "\n".join(
                     f"{f['path']} (clip {f['clip']}): {f['reason']}" for f in new), self.step)
         self.failures.check(f"{self.cfg.data}/{self.cfg.split}")
+        if empty:
+            raise self.failures.none_decodes(f"{self.cfg.data}/{self.cfg.split}")
 
     def _train_mode(self) -> None:
         self.net.train()
