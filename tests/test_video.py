@@ -21,19 +21,14 @@ from grw_edge.data.video import (
     write_video,
 )
 from grw_edge.preprocess import preprocess_frames
-from tests.video_files import ON_SCREEN, VFR_TIMES, garble_payload, write
-from tests.video_files import frame_numbers as grey_numbers
-
-
-def numbered_frames(count: int, height: int = 48, width: int = 64) -> np.ndarray:
-    """Frames whose top-left block brightness encodes the frame number (i * 3)."""
-    frames = np.full((count, height, width, 3), 40, np.uint8)
-    frames[:, :16, :16] = (np.arange(count) * 3 % 256)[:, None, None, None]
-    return frames
-
-
-def frame_numbers(frames: np.ndarray) -> list[int]:
-    return [round(float(f[4:12, 4:12].mean()) / 3) for f in frames]
+from tests.video_files import (
+    ON_SCREEN,
+    VFR_TIMES,
+    frame_numbers,
+    garble_payload,
+    numbered_frames,
+    write,
+)
 
 
 def torchvision_resample(num_frames: int, original_fps: float, new_fps: float):
@@ -56,7 +51,7 @@ def test_resampling_matches_the_upstream_rule(fps, target):
 @pytest.mark.parametrize("fps,expected_step,expected_clips", [(29.97, 29.97 / 5, 2),
                                                                (25.0, 5.0, 3)])
 def test_decoded_clips_hold_the_selected_frames(tmp_path, fps, expected_step, expected_clips):
-    path = write_video(tmp_path / "numbers.mp4", numbered_frames(70), fps)
+    path = write_video(tmp_path / "numbers.mp4", numbered_frames(70, 48, 64), fps)
     info = probe_video(path)
     assert info.num_frames == 70 and info.fps == pytest.approx(fps, rel=1e-3)
     assert (info.width, info.height) == (64, 48)
@@ -129,17 +124,8 @@ def test_folder_index_labels_skips_and_cache(tmp_path):
 def test_chosen_frames_are_decoded_from_the_keyframe_before_them(tmp_path):
     """A stream with a keyframe every 10 frames and B-frames: frames picked after seeking to
     the keyframe before them are exactly those a decode from the first frame gives."""
-    import av
-
-    path = tmp_path / "gop.mp4"
-    frames = numbered_frames(45)
-    with av.open(str(path), "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        stream.options = {"crf": "12", "g": "10", "keyint_min": "10", "bf": "2"}
-        for image in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-        container.mux(stream.encode())
+    path = write(tmp_path / "gop.mp4", 45, fps=30,
+                 options={"g": "10", "keyint_min": "10", "bf": "2"})
     everything = read_frames(path)
     for indices in ([0, 3, 6], [21, 27, 33], [44], [40, 12, 25]):
         assert np.array_equal(read_frames(path, indices, threads=1), everything[indices])
@@ -181,18 +167,18 @@ def test_chosen_frames_equal_a_full_decode_in_every_container(tmp_path, name):
     suffix, codec, options = CONTAINERS[name]
     path = write(tmp_path / f"v{suffix}", 45, codec=codec, **options)
     everything = read_frames(path)
-    assert grey_numbers(everything) == list(range(45))
+    assert frame_numbers(everything) == list(range(45))
     assert probe_video(path).num_frames == 45
     for indices in ([0, 3, 6], [21, 27, 33], [40, 41, 42, 43, 44], [35, 12, 25]):
         chosen = read_frames(path, indices, threads=1)
-        assert grey_numbers(chosen) == indices
+        assert frame_numbers(chosen) == indices
         assert np.array_equal(chosen, everything[indices])
 
 
 def test_a_raw_h264_stream_named_mp4_probes_and_decodes_its_frames(tmp_path):
     path = write(tmp_path / "raw.mp4", 30, container="h264")
     assert probe_video(path).num_frames == 30
-    assert grey_numbers(read_frames(path, [5, 17, 29])) == [5, 17, 29]
+    assert frame_numbers(read_frames(path, [5, 17, 29])) == [5, 17, 29]
 
 
 def test_a_truncated_mp4_probes_what_it_decodes(tmp_path):
@@ -201,7 +187,7 @@ def test_a_truncated_mp4_probes_what_it_decodes(tmp_path):
     path.write_bytes(path.read_bytes()[:int(path.stat().st_size * 0.7)])
     probed, decoded = probe_video(path).num_frames, read_frames(path)
     assert 0 < probed < 60 and len(decoded) == probed
-    numbers = grey_numbers(decoded)
+    numbers = frame_numbers(decoded)
     assert numbers == sorted(numbers) and numbers[0] == 0
     assert np.array_equal(read_frames(path, [probed - 1, 1]), decoded[[probed - 1, 1]])
 
@@ -210,13 +196,13 @@ def test_a_corrupt_packet_loses_its_frame_only(tmp_path, caplog):
     path = write(tmp_path / "intra.mov", 30, codec="mjpeg")
     garble_payload(path, packets=[12])
     everything = read_frames(path)
-    assert grey_numbers(everything) == [i for i in range(30) if i != 12]
+    assert frame_numbers(everything) == [i for i in range(30) if i != 12]
     assert "1 packet(s) did not decode" in caplog.text
-    assert grey_numbers(read_frames(path, [11, 13, 29])) == [11, 13, 29]
+    assert frame_numbers(read_frames(path, [11, 13, 29])) == [11, 13, 29]
     with pytest.raises(VideoDecodeError, match="no frame 12 .*1 corrupt packet"):
         read_frames(path, [12])
     missing = []  # a player's view: the frame is left out and named
-    assert grey_numbers(read_frames(path, [11, 12, 13], missing=missing)) == [11, 13]
+    assert frame_numbers(read_frames(path, [11, 12, 13], missing=missing)) == [11, 13]
     assert missing == [12]
 
 
@@ -254,12 +240,12 @@ def test_variable_frame_rate_is_sampled_by_presentation_time(tmp_path, suffix):
     assert info.times == pytest.approx(VFR_TIMES)
     by_time = resample(info.num_frames, info.fps, 10.0, sampling="time", times=info.times)
     assert by_time.tolist() == ON_SCREEN
-    assert grey_numbers(read_frames(path, by_time)) == ON_SCREEN
+    assert frame_numbers(read_frames(path, by_time)) == ON_SCREEN
     assert np.array_equal(resample(info.num_frames, info.fps, 10.0, times=info.times),
                           resample_indices(info.num_frames, info.fps, 10.0))  # the default
     dataset = VideoClipDataset(tmp_path, "train", frames_per_clip=5, fps=10.0, resize=32,
                                crop=32, raw=True, sampling="time", cache_dir=tmp_path / "c")
-    assert [grey_numbers(dataset[i]["frames"].numpy()) for i in range(len(dataset))] == [
+    assert [frame_numbers(dataset[i]["frames"].numpy()) for i in range(len(dataset))] == [
         ON_SCREEN[:5], ON_SCREEN[5:]]
 
 
