@@ -227,6 +227,16 @@ def test_two_processes_count_the_failed_clips_of_both(tmp_path):
     assert err.count("2 of 6 clips in") == 2  # each rank stops with the same line
 
 
+def test_a_resumed_run_remembers_the_clips_that_failed(tmp_path):
+    from grw_edge.training import train
+
+    root = _grey_folder(tmp_path / "data", {"red": 1})
+    cfg = config(root, tmp_path / "run", steps=4, batch_size=3, max_failed_clips=0.5)
+    train(cfg, stop_after=2)  # one epoch: both broken clips met
+    resumed = Trainer(cfg, resume=True)
+    assert resumed.step == 2 and sorted(resumed.failures.by_clip) == [4, 5]
+
+
 def test_failed_clips_are_replaced_so_batches_stay_full(tmp_path):
     from grw_edge.data.kinetics import VideoClipDataset, collate_clips
 

@@ -259,6 +259,7 @@ class Trainer:
             "step": self.step, "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
             "ema": self.ema.state_dict(),
+            "failed_clips": list(self.failures.by_clip.values()),  # the limit spans resumes
             "rng": {"torch": torch.get_rng_state(), "numpy": _numpy_rng_state(),
                     "python": _python_rng_state()},
         }
@@ -299,6 +300,7 @@ class Trainer:
         random.setstate(_python_from_tensor(state["rng"]["python"]))
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state(state["rng"]["cuda"])
+        self.failures.add(state.get("failed_clips", []))
         self.step = int(state["step"])
 
     # ------------------------------------------------------------------ logging
