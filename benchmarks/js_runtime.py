@@ -53,9 +53,11 @@ def python_step(artifact: Path, backend: str, threads: int, frames: int, warmup:
 
 
 def js_round(onnx: Path, litert: Path, frames: int, warmup: int) -> dict[str, float]:
-    output = subprocess.run(["node", "bench/run.mjs", str(onnx), str(litert), str(frames), str(warmup)],
-                            cwd=JS_ROOT, check=True, capture_output=True, text=True).stdout
-    result = json.loads(output.strip().splitlines()[-1])
+    done = subprocess.run(["node", "bench/run.mjs", str(onnx), str(litert), str(frames), str(warmup)],
+                          cwd=JS_ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"bench/run.mjs failed: {done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
     return {key: value["medianMs"] for key, value in result.items() if isinstance(value, dict)} | {
         "chromium": result["chromium"]}
 
@@ -66,14 +68,18 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--resolution", type=int, default=172)
+    parser.add_argument("--artifacts", help="Keep (and reuse) the exported artifacts in this folder.")
     parser.add_argument("--out", default="benchmarks/js_runtime", help="Writes OUT.json and OUT.md.")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
+        keep = Path(args.artifacts or tmp)
         model = randomize_(create_model("movineta0s"), 0).eval()
-        onnx = export(model, "onnx", Path(tmp) / "a0s", resolution=args.resolution, parity_frames=4)
-        litert = export(model, "litert", Path(tmp) / "a0s-litert", resolution=args.resolution,
-                        parity_frames=4)
+        onnx, litert = keep / f"a0s-{args.resolution}", keep / f"a0s-{args.resolution}-litert"
+        if not (onnx / "manifest.json").exists():
+            export(model, "onnx", onnx, resolution=args.resolution, parity_frames=4)
+        if not (litert / "manifest.json").exists():
+            export(model, "litert", litert, resolution=args.resolution, parity_frames=4)
         rounds = []
         for number in range(args.rounds):
             row = {f"python_{backend}_{threads}": python_step(artifact, backend, threads, args.frames,
