@@ -25,7 +25,7 @@ const browser = await puppeteer.launch({
 });
 try {
   for (const [name, artifact] of [["chromium_ort_wasm", "/onnx/"], ["chromium_litert_wasm", "/litert/"]]) {
-    for (const threads of [1, 2]) {
+    for (const threads of (process.env.BENCH_THREADS ?? "1,2").split(",").map(Number)) {
       const page = await browser.newPage();  // wasm threads are fixed per page
       await page.goto(`${server.url}bench/bench.html?artifact=${artifact}&threads=${threads}&frames=${frames}` +
         `&warmup=${warmup}`);

@@ -1,4 +1,5 @@
 /** Timing of the streaming step through the session API, shared by the Node and browser benchmarks. */
+import { inputDims } from "./engine.js";
 import type { LiteRtModule } from "./litert.js";
 import type { Manifest } from "./manifest.js";
 import type { Session } from "./session.js";
@@ -11,8 +12,8 @@ export interface StepTiming {
 
 /** Per-frame time of `push()` on preprocessed frames (deterministic values in [0, 1]) after warm-up. */
 export async function timePushes(session: Session, frames: number, warmup: number): Promise<StepTiming> {
-  const [b, , t, r] = session.manifest.input.shape;
-  const frame = new Float32Array(b * 3 * t * r * r);
+  const { batch, frames: t, resolution: r } = inputDims(session.manifest);
+  const frame = new Float32Array(batch * 3 * t * r * r);
   for (let i = 0; i < frame.length; i++) frame[i] = ((i * 2654435761) % 1000) / 999;
   session.reset();
   for (let i = 0; i < warmup; i++) await session.push(frame);
