@@ -17,21 +17,11 @@ import onnx
 from onnx import TensorProto, helper
 
 import grw_edge.runtimes
-from grw_edge.exporters import export
 from grw_edge_runtime.preprocess import preprocess
-from tests.conftest import small_random_model
+from tests.conftest import Artifacts, export_litert_a0s
 
 PREPROCESS_SIZES = [(240, 320), (37, 53), (48, 48), (30, 100), (20, 24), (480, 640)]
-LITERT_SIDE = 32
 LITERT_FRAMES = 6
-
-
-def onnx_artifacts(root: Path) -> dict[str, Path]:
-    """The ONNX artifacts the JS tests read, as tests/conftest.py's ``artifacts`` fixture."""
-    return {name: export(small_random_model(name), "onnx", root / name, resolution=48,
-                         parity_frames=6, **extra)
-            for name, extra in [("movineta0s", {"fused": True}), ("movineta1s", {"frames_per_step": 2}),
-                                ("movineta3b", {})]}
 
 
 def _frames(count: int, height: int, width: int, seed: int) -> np.ndarray:
@@ -46,13 +36,14 @@ def _frames(count: int, height: int, width: int, seed: int) -> np.ndarray:
     return np.asarray(frames, np.uint8)
 
 
-def make_case(case: Path, artifacts: dict[str, Path] | None = None) -> Path:
+def make_case(case: Path, artifacts: dict[str, Path] | None = None, litert: Path | None = None) -> Path:
     """The A0S artifact (fused graph, the exporter's self-test) and what the Python session
     and the Python runtime's preprocessing make of frames; a LiteRT A0S artifact with the
-    Python LiteRT session's embeddings where litert-torch is installed.  ``artifacts``: the
-    ONNX artifacts of tests/conftest.py (exported here when not given)."""
+    Python LiteRT session's embeddings where litert-torch is installed.  ``artifacts``, ``litert``:
+    the ONNX and LiteRT artifacts of tests/conftest.py (exported here when not given)."""
     case.mkdir(parents=True, exist_ok=True)
-    artifacts = artifacts or onnx_artifacts(case / "exported")
+    if artifacts is None:
+        artifacts, litert = Artifacts(case / "exported"), _export_litert(case / "exported" / "a0s-litert")
     artifact = case / "a0s"
     shutil.copytree(artifacts["movineta0s"], artifact)  # its selftest.bin is the exporter's
 
@@ -85,21 +76,26 @@ def make_case(case: Path, artifacts: dict[str, Path] | None = None) -> Path:
         others[name] = str(case / name)
     (case / "case.json").write_text(json.dumps({
         "artifact": str(artifact), "nonfinite": str(case / "nonfinite"), "others": others,
-        "litert": _litert_case(case),
+        "litert": litert and _litert_case(case, litert),
         "frames": list(frames.shape), "embed_dim": manifest.embed_dim,
         "num_classes": manifest.num_classes, "preprocess": cases}, indent=1))
     return case
 
 
-def _litert_case(case: Path) -> dict | None:
-    """A small LiteRT A0S artifact, raw frames and the Python LiteRT session's embeddings and
-    logits on them (None without litert-torch: the browser test then says it skipped it)."""
+def _export_litert(directory: Path) -> Path | None:
+    """conftest's small LiteRT artifact; None without litert-torch (the browser tests of
+    LiteRT.js then say they skipped)."""
     try:
         import litert_torch  # noqa: F401
     except ImportError:
         return None
-    artifact = export(small_random_model("movineta0s", 5), "litert", case / "a0s-litert",
-                      resolution=LITERT_SIDE, parity_frames=8)
+    return export_litert_a0s(directory)
+
+
+def _litert_case(case: Path, litert: Path) -> dict:
+    """The LiteRT artifact, raw frames and the Python LiteRT session's embeddings and logits
+    on them."""
+    artifact = Path(shutil.copytree(litert, case / "a0s-litert"))
     frames = _frames(LITERT_FRAMES, 60, 80, seed=7)
     session = grw_edge.runtimes.open(artifact, backend="litert", threads=1)
     session.reset()

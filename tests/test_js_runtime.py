@@ -45,9 +45,9 @@ def js_build() -> Path:
 
 
 @pytest.fixture(scope="module")
-def js_case(artifacts, tmp_path_factory) -> Path:
-    """The case folder of the JS tests (tests/js_case.py), from the suite's ONNX artifacts."""
-    return make_case(tmp_path_factory.mktemp("js-case"), artifacts)
+def js_case(artifacts, litert_artifact, tmp_path_factory) -> Path:
+    """The case folder of the JS tests (tests/js_case.py), from the suite's artifacts."""
+    return make_case(tmp_path_factory.mktemp("js-case"), artifacts, litert_artifact)
 
 
 def test_npm_test(js_case):
