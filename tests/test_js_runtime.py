@@ -54,7 +54,8 @@ def test_npm_test(js_case):
     """`npm test` in runtimes/js, once: in Node, streaming parity with the Python session
     (fused and not), preprocessing, readable manifest errors, bad frames and non-finite
     steps, the self-tests; in Chromium, the ONNX artifact's self-test on onnxruntime-web, the
-    LiteRT artifact's on LiteRT.js and its embeddings against the Python LiteRT session's."""
+    LiteRT artifact's on LiteRT.js (1 and 2 threads) and its embeddings against the Python
+    LiteRT session's."""
     js_build()
     result = subprocess.run(["npm", "test", "--silent"], cwd=JS, capture_output=True, text=True,
                             timeout=300, env={**os.environ, "GRW_JS_CASE": str(js_case),

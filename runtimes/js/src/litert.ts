@@ -23,7 +23,11 @@ export type LiteRtModule = Pick<typeof litert, "loadLiteRt" | "getGlobalLiteRtPr
 export interface LiteRtOptions {
   /** 'wasm' (XNNPACK on the CPU) or 'webgpu'. */
   accelerator: "wasm" | "webgpu";
-  /** XNNPACK threads (more than 1 needs a cross-origin isolated page; fixed by the first session). */
+  /**
+   * XNNPACK threads of the step (the head runs on one). More than 1 needs a cross-origin
+   * isolated page and the first LiteRT session of the page to ask for threads (it picks the
+   * threaded wasm); each such session holds threads - 1 of the page's wasm workers.
+   */
   threads?: number;
   /** Where @litertjs/core's wasm/ folder is served. */
   wasmPath: string;
@@ -43,6 +47,7 @@ class LiteRtEngine implements Engine {
     private readonly headRunner: litert.SignatureRunner,
     private readonly models: litert.CompiledModel[],
     readonly backend: string,
+    private readonly freeWorkers: () => void,
   ) {
     const inputs = stepRunner.getInputDetails().map((d) => d.name);
     const outputs = stepRunner.getOutputDetails().map((d) => d.name);
@@ -143,6 +148,8 @@ class LiteRtEngine implements Engine {
     this.states.forEach((t) => t.delete());
     this.states = [];
     this.models.forEach((model) => model.delete());
+    this.models.length = 0;
+    this.freeWorkers();
   }
 
   private async run(runner: litert.SignatureRunner, inputs: litert.Tensor[], file: string): Promise<litert.Tensor[]> {
@@ -183,17 +190,53 @@ export function layoutTransform(manifest: Manifest): (frames: Float32Array) => F
   };
 }
 
-/** Load LiteRT.js's wasm once per page (the first call's thread setting holds). */
+/**
+ * LiteRT.js's threaded wasm runs XNNPACK's threads on a pool of navigator.hardwareConcurrency
+ * Web Workers made when it loads. A thread beyond the pool gets a worker that starts late, and
+ * deleting its model then blocks the page for good (LiteRT.js 2.5.3: the main thread waits in
+ * a join the worker never answers). A step compiled with n threads holds n - 1 workers until
+ * its session is released, so sessions that would outgrow the pool are refused instead.
+ */
+const page = { threaded: undefined as boolean | undefined, workersHeld: 0 };
+
+/** Reserve the wasm workers of a step with `threads` threads; returns their release. */
+function reserveWorkers(threads: number): () => void {
+  const needed = threads - 1;
+  if (needed <= 0 || page.threaded === false) return () => undefined;
+  const pool = globalThis.navigator?.hardwareConcurrency ?? 1;
+  if (page.workersHeld + needed > pool) {
+    throw new BackendUnavailableError(`LiteRT.js threads ${threads} need ${needed} of the page's ${pool} wasm ` +
+      `workers (navigator.hardwareConcurrency) and open sessions hold ${page.workersHeld}: use threads ` +
+      `<= ${pool - page.workersHeld + 1} or release a session`);
+  }
+  page.workersHeld += needed;
+  let held = true;
+  return () => {
+    if (held) page.workersHeld -= needed;
+    held = false;
+  };
+}
+
+/** Load LiteRT.js's wasm once per page: the threaded build when the first session asks for threads. */
 async function loadRuntime(lib: LiteRtModule, options: LiteRtOptions): Promise<void> {
+  const threads = (options.threads ?? 1) > 1;
+  if (threads && !globalThis.crossOriginIsolated) {
+    throw new BackendUnavailableError("LiteRT.js threads need a cross-origin isolated page (headers " +
+      "Cross-Origin-Opener-Policy: same-origin, Cross-Origin-Embedder-Policy: require-corp): serve it so, or use threads 1");
+  }
   if (lib.getGlobalLiteRtPromise()) {
     await lib.getGlobalLiteRtPromise();
+    if (threads && page.threaded === false) {
+      throw new BackendUnavailableError("LiteRT.js was loaded single-threaded by this page's first session: " +
+        "threads > 1 must be asked for by the first LiteRT session of the page, or use threads 1");
+    }
     return;
   }
   try {
-    await lib.loadLiteRt(options.wasmPath, { threads: (options.threads ?? 1) > 1 });
+    await lib.loadLiteRt(options.wasmPath, { threads });
+    page.threaded = threads;
   } catch (error) {
-    throw new BackendUnavailableError(`LiteRT.js cannot load its wasm from ${options.wasmPath}: ${firstLine(error)}` +
-      ((options.threads ?? 1) > 1 ? " (threads need a cross-origin isolated page)" : ""));
+    throw new BackendUnavailableError(`LiteRT.js cannot load its wasm from ${options.wasmPath}: ${firstLine(error)}`);
   }
 }
 
@@ -202,11 +245,11 @@ export async function openLiteRt(artifact: LoadedArtifact, lib: LiteRtModule, op
   const { manifest, where } = artifact;
   await loadRuntime(lib, options);
   const models: litert.CompiledModel[] = [];
-  const open = async (graph: { file: string; signature?: string }): Promise<litert.SignatureRunner> => {
+  const open = async (graph: { file: string; signature?: string }, threads: number): Promise<litert.SignatureRunner> => {
     let model: litert.CompiledModel;
     try {
       model = await lib.loadAndCompile(artifact.files.get(graph.file)!, {
-        accelerator: options.accelerator, cpuOptions: { numThreads: options.threads ?? 1 } });
+        accelerator: options.accelerator, cpuOptions: { numThreads: threads } });
     } catch (error) {
       const message = firstLine(error);
       if (/webgpu|device|adapter/i.test(message)) {
@@ -225,10 +268,18 @@ export async function openLiteRt(artifact: LoadedArtifact, lib: LiteRtModule, op
     ["head.signature", manifest.head.signature], ["head.mask", manifest.head.mask], ["head.shape", manifest.head.shape]];
   const missing = fields.find(([, value]) => value === undefined)?.[0];
   if (missing) throw new ArtifactError(`${where}: a LiteRT manifest needs '${missing}'; re-export the artifact`);
-  const step = await open(manifest.step);
-  checkStep(manifest, step, where);
-  const head = await open(manifest.head);
-  return new LiteRtEngine(lib, manifest, step, head, models, `litert-${options.accelerator}`);
+  const threads = options.accelerator === "wasm" ? options.threads ?? 1 : 1;
+  const freeWorkers = reserveWorkers(threads);
+  try {
+    const step = await open(manifest.step, threads);
+    checkStep(manifest, step, where);
+    const head = await open(manifest.head, 1);  // a few small matrix products: threads would only wait
+    return new LiteRtEngine(lib, manifest, step, head, models, `litert-${options.accelerator}`, freeWorkers);
+  } catch (error) {
+    models.forEach((model) => model.delete());
+    freeWorkers();
+    throw error;
+  }
 }
 
 /** The manifest and the step must name the same tensors, states the same shapes. */

@@ -14,14 +14,20 @@ const skip = existsSync(CHROMIUM) ? false : `no Chromium at ${CHROMIUM}: install
 const skipLiteRt = skip || (info.litert ? false : "the case has no LiteRT artifact (litert-torch not installed)");
 let browser, server, page;
 
+/** A fresh page (LiteRT.js's wasm build and thread pool are fixed per page). */
+async function newPage() {
+  const fresh = await browser.newPage();
+  fresh.on("pageerror", (error) => console.log(`pageerror: ${error.message}`));
+  await fresh.goto(server.url);
+  return fresh;
+}
+
 before(async () => {
   if (skip) return;
   const { default: puppeteer } = await import("puppeteer-core");
   server = await serve({ "/case/": CASE, "/": CASE });
   browser = await puppeteer.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox"] });
-  page = await browser.newPage();
-  page.on("pageerror", (error) => console.log(`pageerror: ${error.message}`));
-  await page.goto(server.url);
+  page = await newPage();
 });
 
 after(async () => {
@@ -30,8 +36,8 @@ after(async () => {
 });
 
 /** Open the case's artifact at `path` in the page, run `body(session, arg)` there, return its result. */
-function inPage(path, options, body, arg = null) {
-  return page.evaluate(async (path, options, body, arg) => {
+function inPage(path, options, body, arg = null, on = page) {
+  return on.evaluate(async (path, options, body, arg) => {
     const { Session } = await import("grw-edge-runtime/web");
     const session = await Session.create(`/case/${path}`, { wasmPaths: "/ort/", ...options });
     try {
@@ -88,3 +94,32 @@ test("an ONNX-only platform refuses a LiteRT artifact in one line", { skip: skip
   await assert.rejects(Session.create(info.litert.artifact),
     /^BackendUnavailableError: this is a 'litert' artifact, which this platform cannot run: run it in a browser/);
 });
+
+test("LiteRT.js with 2 threads passes its self-test; sessions beyond the page's wasm workers are refused in one line",
+  { skip: skipLiteRt }, async () => {
+    const threaded = await newPage();
+    try {
+      const result = await inPage(relative(info.litert.artifact), { backend: "wasm", threads: 2 }, async (session, path) => {
+        const { Session } = await import("grw-edge-runtime/web");
+        const report = await session.selfTest();
+        const more = [];  // each holds one of the navigator.hardwareConcurrency workers
+        let refused = null;
+        try {
+          while (more.length <= navigator.hardwareConcurrency) more.push(await Session.create(path, { threads: 2 }));
+        } catch (error) {
+          refused = `${error.name}: ${error.message}`;
+        }
+        for (const other of more) await other.release();  // hung the page when a pool worker was missing
+        return { report, refused, opened: 1 + more.length, workers: navigator.hardwareConcurrency,
+          isolated: crossOriginIsolated };
+      }, `/case/${relative(info.litert.artifact)}`, threaded);
+      console.log("LiteRT.js, 2 threads", JSON.stringify(result));
+      assert.ok(result.isolated);
+      assert.ok(result.report.passed, result.report.problems.join("; "));
+      assert.equal(result.opened, result.workers);
+      assert.match(result.refused, /^BackendUnavailableError: LiteRT.js threads 2 need 1 of the page's \d+ wasm workers/);
+      assert.doesNotMatch(result.refused, /\n/);
+    } finally {
+      await threaded.close();
+    }
+  });
