@@ -14,6 +14,7 @@ try {
   const result = { ...timing, threads, isolated: crossOriginIsolated, backend: session.backend };
   if (session.manifest.target === "litert") {
     const litert = await import("@litertjs/core");
+    result.relaxedSimd = await litert.supportsFeature("relaxedSimd");  // picks LiteRT.js's wasm build
     result.runOnly = await timeLiteRtRuns(litert, new URL(artifact, location.href).href, session.manifest, threads, frames, warmup);
   }
   await session.release();
