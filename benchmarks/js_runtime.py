@@ -8,8 +8,9 @@ preprocessed frame), medians after warm-up.
 
 Rounds interleave the Python sessions and the JS runs, so that load from other processes on
 a shared machine hits every side alike; the ratios (browser / the same library natively) are
-per round, then the median.  For LiteRT.js the bare step run (no session) is timed too, to
-split the session's own cost off.  Needs `npm ci && npm run build` in runtimes/js and
+per round, then the median (native and browser sides swap order every round; the load
+average at each round's start is recorded).  For LiteRT.js the bare step run (no session)
+is timed too, to split the session's own cost off.  Needs `npm ci && npm run build` in runtimes/js and
 Debian's chromium.  Weights are random (they do not change the cost).
 """
 from __future__ import annotations
@@ -119,7 +120,6 @@ def main() -> None:
               "goal": "browser step <= 1.5x native",
               "note": "shared VM (other jobs running); native and browser sides alternate in order per round"}
     out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [f"# grw-edge-runtime per-frame step, A0S {args.resolution} px, 1 frame per push",
              "", f"`python benchmarks/js_runtime.py --rounds {args.rounds} --frames {args.frames} "
              f"--warmup {args.warmup}`; {report['chromium']}; {report['cpu']['model']} "
@@ -134,11 +134,29 @@ def main() -> None:
         name, threads = side.rsplit("_", 1)
         ratio = f"{ratios[side]:.2f}" if peer else "-"
         lines.append(f"| {NAMES[name]} | {threads} | {medians[side]:.2f} | {ratio} | {peer or ''} |")
-    best = min(("chromium_litert_wasm_1", "chromium_litert_wasm_2"), key=lambda side: ratios[side])
-    verdict = "reached" if ratios[best] <= 1.5 else "not reached"
-    lines += ["", f"Goal (browser step <= 1.5x native): {verdict}; best LiteRT.js session "
-              f"{ratios[best]:.2f}x ({best}); the bare LiteRT.js run is "
-              f"{ratios[best.replace('wasm_', 'wasm_run_only_')]:.2f}x."]
+    # the verdict: per round, the browser's best thread count against native's best (on a loaded
+    # machine a second thread can cost more than it brings, on either side)
+    def best(r: dict, sides: str) -> float:
+        return min(r[f"{sides}_{threads}"] for threads in (1, 2))
+
+    verdict = {"session": statistics.median(best(r, "chromium_litert_wasm") / best(r, "python_litert")
+                                            for r in rounds),
+               "bare_run": statistics.median(best(r, "chromium_litert_wasm_run_only") / best(r, "python_litert")
+                                             for r in rounds)}
+    report["verdict_best_threads_ratio"] = verdict
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    lines += ["", f"Goal (browser step <= 1.5x native): {'reached' if verdict['session'] <= 1.5 else 'not reached'}: "
+              f"LiteRT.js session {verdict['session']:.2f}x the native LiteRT session, bare LiteRT.js run "
+              f"{verdict['bare_run']:.2f}x (each side at its faster thread count, median of per-round ratios)."]
+    session_cost = statistics.median(r["chromium_litert_wasm_1"] - r["chromium_litert_wasm_run_only_1"] for r in rounds)
+    lines += ["", f"What stands in the way, 1 thread: the session adds {session_cost:.2f} ms to LiteRT.js's "
+              f"bare step run ({medians['chromium_litert_wasm_run_only_1']:.2f} ms; the frame's checks, its "
+              "channels-last copy and its copy into a LiteRT tensor, the embeddings read back), and the "
+              f"bare run alone is {ratios['chromium_litert_wasm_run_only_1']:.2f}x the native session: the "
+              "kernels. The page runs XNNPACK's wasm SIMD128 kernels (4 float lanes; relaxed SIMD "
+              f"{'on' if report['relaxed_simd'] else 'off'}: fused multiply-add), native XNNPACK here runs "
+              f"{', '.join(report['cpu']['native_simd'][-4:])} (16 float lanes with AVX-512). Two threads pay "
+              "off on neither side while the 2-core machine is loaded."]
     lines += ["", "Per round (ms): " + "; ".join(
         ", ".join(f"{r[side]:.1f}" for side, _ in SIDES) for r in rounds)
         + f" ({', '.join(side for side, _ in SIDES)})."]

@@ -222,7 +222,8 @@ async function loadRuntime(lib: LiteRtModule, options: LiteRtOptions): Promise<v
   const threads = (options.threads ?? 1) > 1;
   if (threads && !globalThis.crossOriginIsolated) {
     throw new BackendUnavailableError("LiteRT.js threads need a cross-origin isolated page (headers " +
-      "Cross-Origin-Opener-Policy: same-origin, Cross-Origin-Embedder-Policy: require-corp): serve it so, or use threads 1");
+      "Cross-Origin-Opener-Policy: same-origin, Cross-Origin-Embedder-Policy: require-corp): " +
+      "serve it so, or use threads 1");
   }
   if (lib.getGlobalLiteRtPromise()) {
     await lib.getGlobalLiteRtPromise();
@@ -245,7 +246,8 @@ export async function openLiteRt(artifact: LoadedArtifact, lib: LiteRtModule, op
   const { manifest, where } = artifact;
   await loadRuntime(lib, options);
   const models: litert.CompiledModel[] = [];
-  const open = async (graph: { file: string; signature?: string }, threads: number): Promise<litert.SignatureRunner> => {
+  type Graph = { file: string; signature?: string };
+  const open = async (graph: Graph, threads: number): Promise<litert.SignatureRunner> => {
     let model: litert.CompiledModel;
     try {
       model = await lib.loadAndCompile(artifact.files.get(graph.file)!, {

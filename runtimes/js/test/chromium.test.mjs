@@ -95,11 +95,12 @@ test("an ONNX-only platform refuses a LiteRT artifact in one line", { skip: skip
     /^BackendUnavailableError: this is a 'litert' artifact, which this platform cannot run: run it in a browser/);
 });
 
-test("LiteRT.js with 2 threads passes its self-test; sessions beyond the page's wasm workers are refused in one line",
+test("LiteRT.js with 2 threads passes its self-test; sessions beyond the page's wasm workers are refused",
   { skip: skipLiteRt }, async () => {
     const threaded = await newPage();
     try {
-      const result = await inPage(relative(info.litert.artifact), { backend: "wasm", threads: 2 }, async (session, path) => {
+      const options = { backend: "wasm", threads: 2 };
+      const result = await inPage(relative(info.litert.artifact), options, async (session, path) => {
         const { Session } = await import("grw-edge-runtime/web");
         const report = await session.selfTest();
         const more = [];  // each holds one of the navigator.hardwareConcurrency workers
@@ -117,7 +118,8 @@ test("LiteRT.js with 2 threads passes its self-test; sessions beyond the page's 
       assert.ok(result.isolated);
       assert.ok(result.report.passed, result.report.problems.join("; "));
       assert.equal(result.opened, result.workers);
-      assert.match(result.refused, /^BackendUnavailableError: LiteRT.js threads 2 need 1 of the page's \d+ wasm workers/);
+      assert.match(result.refused,
+        /^BackendUnavailableError: LiteRT.js threads 2 need 1 of the page's \d+ wasm workers/);
       assert.doesNotMatch(result.refused, /\n/);
     } finally {
       await threaded.close();
