@@ -166,7 +166,11 @@ async function read(tensor: litert.Tensor): Promise<Float32Array> {
   return new Float32Array(await tensor.data() as Float32Array);
 }
 
-/** (B, 3, t, R, R) channels-first frames -> the graph's `input.layout` (a copy; none for NCTHW). */
+/**
+ * (B, 3, t, R, R) channels-first frames -> the graph's `input.layout` (none for NCTHW). The
+ * result is one buffer, rewritten by every call: the caller copies it into a LiteRT tensor
+ * before the next call (a fresh array per frame cost more than the transposition itself).
+ */
 export function layoutTransform(manifest: Manifest): (frames: Float32Array) => Float32Array {
   const layout = manifest.input.layout ?? "NCTHW";
   if (layout === "NCTHW") return (frames) => frames;
@@ -175,14 +179,16 @@ export function layoutTransform(manifest: Manifest): (frames: Float32Array) => F
   }
   const { batch, frames: t, resolution: r } = inputDims(manifest);
   const plane = r * r;
+  const out = new Float32Array(batch * 3 * t * plane);
   return (frames) => {
-    const out = new Float32Array(frames.length);
     for (let b = 0; b < batch; b++) {
-      for (let c = 0; c < 3; c++) {
-        for (let f = 0; f < t; f++) {
-          const from = ((b * 3 + c) * t + f) * plane;
-          const to = (b * t + f) * plane * 3 + c;
-          for (let p = 0; p < plane; p++) out[to + 3 * p] = frames[from + p];
+      for (let f = 0; f < t; f++) {
+        const red = ((b * 3) * t + f) * plane, green = red + t * plane, blue = green + t * plane;
+        let to = (b * t + f) * plane * 3;
+        for (let p = 0; p < plane; p++, to += 3) {  // pixel by pixel: the writes run in order
+          out[to] = frames[red + p];
+          out[to + 1] = frames[green + p];
+          out[to + 2] = frames[blue + p];
         }
       }
     }
