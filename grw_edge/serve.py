@@ -2,7 +2,8 @@
 on localhost, with the cross-origin isolation headers that wasm threads need.
 
 Paths: ``/`` the demo (runtimes/js/demo), ``/js/`` the built package (runtimes/js/dist),
-``/ort/`` onnxruntime-web's dist files, ``/artifact/`` the artifact directory.
+``/ort/`` onnxruntime-web's dist files, ``/litertjs/`` the LiteRT.js packages (LiteRT artifacts),
+``/artifact/`` the artifact directory.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ def demo_routes(artifact: Path, js_root: Path = JS_ROOT) -> dict[str, Path]:
     """URL prefix -> folder; checks the artifact and that the JS runtime is built."""
     read_manifest(artifact)  # a readable error now rather than on the page
     routes = {"/js/": js_root / "dist", "/ort/": js_root / "node_modules" / "onnxruntime-web" / "dist",
+              "/litertjs/": js_root / "node_modules" / "@litertjs",
               "/artifact/": Path(artifact), "/": js_root / "demo"}
     for prefix in ("/js/", "/ort/"):
         if not routes[prefix].is_dir():
@@ -46,7 +48,8 @@ class _Handler(SimpleHTTPRequestHandler):
 
     extensions_map = {**SimpleHTTPRequestHandler.extensions_map, ".mjs": "text/javascript",
                       ".js": "text/javascript", ".wasm": "application/wasm",
-                      ".onnx": "application/octet-stream", ".json": "application/json"}
+                      ".onnx": "application/octet-stream", ".tflite": "application/octet-stream",
+                      ".json": "application/json"}
 
     def __init__(self, *args, routes: dict[str, Path], quiet: bool, **kwargs) -> None:
         self.routes, self.quiet = routes, quiet

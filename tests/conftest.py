@@ -129,16 +129,44 @@ def small_random_model(name: str, seed: int = 0) -> GrwVideoClassifier:
     return randomize_(create_model(name, head=SMALL_HEAD), seed).eval()
 
 
+ONNX_ARTIFACTS = {"movineta0s": {"fused": True, "mobile": True}, "movineta1s": {"frames_per_step": 2},
+                  "movineta2s": {}, "movineta3b": {}}
+LITERT_SIDE = 32
+
+
+class Artifacts(dict):
+    """Backbone -> its small ONNX artifact below ``root``, exported when first asked for (a
+    test file run alone pays only for the backbones it reads)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__()
+        self.root = root
+
+    def __missing__(self, name: str) -> Path:
+        self[name] = export(small_random_model(name), "onnx", self.root / name, resolution=48,
+                            parity_frames=6, **ONNX_ARTIFACTS[name])
+        return self[name]
+
+
+def export_litert_a0s(directory: Path) -> Path:
+    """The small LiteRT A0S artifact the LiteRT and JS tests read (weights: seed 5)."""
+    return export(small_random_model("movineta0s", 5), "litert", directory, resolution=LITERT_SIDE,
+                  parity_frames=8)
+
+
 @pytest.fixture(scope="session")
-def artifacts(tmp_path_factory):
+def artifacts(tmp_path_factory) -> Artifacts:
     """One small ONNX artifact per backbone, exported once for the whole run (the ONNX and
     TensorRT tests read them)."""
-    root = tmp_path_factory.mktemp("artifacts")
-    made = {}
-    for name, extra in [("movineta0s", {"fused": True, "mobile": True}),
-                        ("movineta1s", {"frames_per_step": 2}),
-                        ("movineta2s", {}),
-                        ("movineta3b", {})]:
-        made[name] = export(small_random_model(name), "onnx", root / name, resolution=48,
-                            parity_frames=6, **extra)
-    return made
+    return Artifacts(tmp_path_factory.mktemp("artifacts"))
+
+
+@pytest.fixture(scope="session")
+def litert_artifact(tmp_path_factory) -> Path | None:
+    """The small LiteRT A0S artifact, exported once for the whole run; None without
+    litert-torch (grw-edge[litert])."""
+    try:
+        import litert_torch  # noqa: F401
+    except ImportError:
+        return None
+    return export_litert_a0s(tmp_path_factory.mktemp("litert") / "a0s")

@@ -13,23 +13,22 @@ from grw_edge.exporters.litert import convert, litert_torch
 from grw_edge.verify import verify_artifact
 from grw_edge_runtime import open as open_session
 from grw_edge_runtime.litert import LiteRTSession, xnnpack_outside
-from tests.conftest import small_random_model
+from tests.conftest import LITERT_SIDE, small_random_model
 
 pytest.importorskip("litert_torch", reason="--target litert needs litert-torch (grw-edge[litert])")
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 
-SIDE = 32
+SIDE = LITERT_SIDE
 
 
 @pytest.fixture(scope="module")
 def model():
-    return small_random_model("movineta0s", 5)
+    return small_random_model("movineta0s", 5)  # the weights of conftest's litert_artifact
 
 
 @pytest.fixture(scope="module")
-def artifact(model, tmp_path_factory):
-    return export(model, "litert", tmp_path_factory.mktemp("litert") / "a0s", resolution=SIDE,
-                  parity_frames=8)
+def artifact(litert_artifact):
+    return litert_artifact
 
 
 def manifest_of(path):

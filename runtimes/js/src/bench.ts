@@ -1,4 +1,7 @@
 /** Timing of the streaming step through the session API, shared by the Node and browser benchmarks. */
+import { inputDims } from "./engine.js";
+import type { LiteRtModule } from "./litert.js";
+import type { Manifest } from "./manifest.js";
 import type { Session } from "./session.js";
 
 export interface StepTiming {
@@ -9,8 +12,8 @@ export interface StepTiming {
 
 /** Per-frame time of `push()` on preprocessed frames (deterministic values in [0, 1]) after warm-up. */
 export async function timePushes(session: Session, frames: number, warmup: number): Promise<StepTiming> {
-  const [b, , t, r] = session.manifest.input.shape;
-  const frame = new Float32Array(b * 3 * t * r * r);
+  const { batch, frames: t, resolution: r } = inputDims(session.manifest);
+  const frame = new Float32Array(batch * 3 * t * r * r);
   for (let i = 0; i < frame.length; i++) frame[i] = ((i * 2654435761) % 1000) / 999;
   session.reset();
   for (let i = 0; i < warmup; i++) await session.push(frame);
@@ -20,6 +23,40 @@ export async function timePushes(session: Session, frames: number, warmup: numbe
     await session.push(frame);
     times.push(performance.now() - start);
   }
+  times.sort((x, y) => x - y);
+  return { frames, medianMs: times[Math.floor(frames / 2)], p90Ms: times[Math.floor(frames * 0.9)] };
+}
+
+/**
+ * Per-frame time of LiteRT.js running a LiteRT artifact's step alone (no session): the same
+ * frame tensor every time, the output states fed back as the next inputs. Beside
+ * `timePushes`, it shows what the session adds (frame checks, layout, copies, finite checks).
+ */
+export async function timeLiteRtRuns(litert: LiteRtModule, base: string, manifest: Manifest, threads: number,
+  frames: number, warmup: number): Promise<StepTiming> {
+  const bytes = new Uint8Array(await (await fetch(new URL(manifest.step.file, base))).arrayBuffer());
+  const model = await litert.loadAndCompile(bytes, { accelerator: "wasm", cpuOptions: { numThreads: threads } });
+  const runner = model.signatures[manifest.step.signature!];
+  const inputs = runner.getInputDetails().map((d) => d.name);
+  const outputs = runner.getOutputDetails().map((d) => d.name);
+  const frame = new litert.Tensor(new Float32Array(manifest.input.shape.reduce((a, d) => a * d, 1)).fill(0.5),
+    manifest.input.shape);
+  let states = manifest.states.map((s) => new litert.Tensor(new Float32Array(s.shape.reduce((a, d) => a * d, 1)), s.shape));
+  const times: number[] = [];
+  for (let i = 0; i < warmup + frames; i++) {
+    const feeds = inputs.map((name) => name === manifest.input.name ? frame : states[manifest.states.findIndex((s) => s.input === name)]);
+    const start = performance.now();
+    const results = await runner.run(feeds);
+    const embeddings = results[outputs.indexOf(manifest.step.outputs.embeddings)];
+    await embeddings.data();
+    if (i >= warmup) times.push(performance.now() - start);
+    embeddings.delete();
+    states.forEach((t) => t.delete());
+    states = manifest.states.map((s) => results[outputs.indexOf(s.output)]);
+  }
+  states.forEach((t) => t.delete());
+  frame.delete();
+  model.delete();
   times.sort((x, y) => x - y);
   return { frames, medianMs: times[Math.floor(frames / 2)], p90Ms: times[Math.floor(frames * 0.9)] };
 }

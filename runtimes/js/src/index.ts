@@ -7,6 +7,6 @@ export { type Frame, framePixels } from "./frames.js";
 export { FORMAT_VERSION, type Manifest, type StateEntry, parseManifest } from "./manifest.js";
 export { type RawFrame, preprocessFrame } from "./preprocess.js";
 export { type SelfTestReport } from "./selftest.js";
-export {
-  type Classification, type OrtModule, type Prediction, Session, type SessionOptions,
-} from "./session.js";
+export { type Engine, type EngineFactory, type StepOutput } from "./engine.js";
+export { type OrtModule, openOrt } from "./ort.js";
+export { type Classification, type Prediction, Session, type SessionOptions } from "./session.js";

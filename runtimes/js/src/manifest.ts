@@ -16,6 +16,8 @@ export interface StateEntry {
   shape: number[];
   dtype: string;
   init: number;
+  /** The graph holds the state with its axes reordered from the PyTorch reference's. */
+  permute?: number[] | null;
 }
 
 /** Where one array lies in `selftest.bin`. */
@@ -61,8 +63,11 @@ export interface Manifest {
     preprocess: Preprocess;
   };
   states: StateEntry[];
-  step: { file: string; outputs: { embeddings: string } };
-  head: { file: string; input: string; output: string; dtype?: string };
+  /** `signature`: the LiteRT signature key (LiteRT artifacts). */
+  step: { file: string; outputs: { embeddings: string }; signature?: string };
+  /** LiteRT: a fixed window `shape` [B, N, E] and a `mask` input marking the rows that hold frames. */
+  head: { file: string; input: string; output: string; dtype?: string; signature?: string; mask?: string;
+    shape?: number[] };
   fused?: {
     file: string;
     outputs: { logits: string; embeddings: string };
@@ -124,7 +129,11 @@ export function parseManifest(text: string, where: string): Manifest {
   if (fused) checkState(fused.window_state, `${where}: fused.window_state`);
   const input = m.input as Manifest["input"];
   if (!isShape(input.shape) || input.shape.length !== 5) {
-    throw new ArtifactError(`${where}: input.shape must be [B, 3, t, R, R]`);
+    throw new ArtifactError(`${where}: input.shape must have 5 axes (${input.layout ?? "NCTHW"})`);
+  }
+  if (input.layout !== undefined && !["NCTHW", "NTHWC"].includes(input.layout)) {
+    throw new ArtifactError(`${where}: input.layout '${input.layout}' is not supported (NCTHW or NTHWC); ` +
+      "upgrade grw-edge-runtime");
   }
   for (const [what, dtype] of [["input", input.dtype], ["head", (m.head as Manifest["head"]).dtype]]) {
     if (dtype !== undefined && !SUPPORTED_DTYPES.includes(dtype as string)) {
@@ -140,6 +149,11 @@ function checkState(entry: unknown, where: string): void {
   const state = entry as Record<string, unknown>;
   for (const [key, check] of Object.entries(STATE_KEYS)) {
     if (!check(state[key])) throw new ArtifactError(`${where} lacks a valid '${key}'`);
+  }
+  const permute = state.permute as unknown;
+  if (permute !== undefined && permute !== null && !(isShape(permute) &&
+      [...(permute as number[])].sort().join() === (state.shape as number[]).map((_, i) => i).join())) {
+    throw new ArtifactError(`${where} has an invalid 'permute' ${JSON.stringify(permute)}`);
   }
   if (!SUPPORTED_DTYPES.includes(state.dtype as string)) {
     throw new ArtifactError(`${where} ('${String(state.name)}') has dtype ${String(state.dtype)}; ` +

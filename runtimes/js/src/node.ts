@@ -6,7 +6,8 @@ import * as ortNode from "onnxruntime-node";
 
 import type { ArtifactSource } from "./artifact.js";
 import { ArtifactError } from "./errors.js";
-import { type OrtModule, Session as CoreSession, type SessionOptions } from "./session.js";
+import { type OrtModule, ortOnly } from "./ort.js";
+import { Session as CoreSession, type SessionOptions } from "./session.js";
 
 export * from "./index.js";
 
@@ -29,9 +30,9 @@ export function directorySource(directory: string): ArtifactSource {
 }
 
 export class Session extends CoreSession {
-  /** Open the artifact directory `directory` (backend 'cpu' by default). */
+  /** Open the ONNX artifact directory `directory` (backend 'cpu' by default). */
   static async create(directory: string, options: SessionOptions = {}): Promise<CoreSession> {
-    return CoreSession.open(directorySource(directory), ortNode as unknown as OrtModule,
-      { backend: "cpu", ...options });
+    return CoreSession.open(directorySource(directory), ortOnly(ortNode as unknown as OrtModule, options, "cpu"),
+      options);
   }
 }

@@ -3,7 +3,8 @@ import * as ortNative from "onnxruntime-react-native";
 
 import { type ArtifactSource, fetchSource } from "./artifact.js";
 import { ArtifactError } from "./errors.js";
-import { type OrtModule, Session as CoreSession, type SessionOptions } from "./session.js";
+import { type OrtModule, ortOnly } from "./ort.js";
+import { Session as CoreSession, type SessionOptions } from "./session.js";
 
 export * from "./index.js";
 
@@ -42,6 +43,6 @@ export class Session extends CoreSession {
     if (source !== artifact && !(artifact as BundledArtifact)["manifest.json"]) {
       throw new ArtifactError("the bundled artifact has no manifest.json");
     }
-    return CoreSession.open(source, ortNative as unknown as OrtModule, { backend: "cpu", ...options });
+    return CoreSession.open(source, ortOnly(ortNative as unknown as OrtModule, options, "cpu"), options);
   }
 }

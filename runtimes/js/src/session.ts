@@ -1,33 +1,26 @@
 /**
- * One streaming session over ONNX Runtime, whichever package provides it (web, Node,
- * React Native): the four verbs of the Python runtime (`reset`, `push`, `classify`,
- * `selfTest`). Preprocessing, the states, the embedding window and the head live here once;
- * the platform entries only say where files come from and which `ort` module runs them.
+ * One streaming session over an inference engine (onnxruntime on the web, in Node and React
+ * Native; LiteRT.js in browsers): the four verbs of the Python runtime (`reset`, `push`,
+ * `classify`, `selfTest`). Preprocessing, frame checks, the embedding window, the non-finite
+ * policy and the self-test live here once; the platform entries only say where files come
+ * from and which engine (engine.ts) runs them.
  */
-import type * as ort from "onnxruntime-common";
-
 import { type ArtifactSource, type LoadedArtifact, loadArtifact } from "./artifact.js";
-import {
-  ArtifactError, BackendUnavailableError, GrwEdgeError, InputShapeError, NonFiniteOutputError,
-  firstLine,
-} from "./errors.js";
+import { type Engine, type EngineFactory, allFinite, inputDims } from "./engine.js";
+import { InputShapeError, NonFiniteOutputError } from "./errors.js";
 import { type Frame, framePixels } from "./frames.js";
-import { type Manifest, type StateEntry, preprocessSizes } from "./manifest.js";
+import { type Manifest, preprocessSizes } from "./manifest.js";
 import { type RawFrame, preprocessFrame } from "./preprocess.js";
 import { type SelfTestReport, judge, maxAbsDiffRows, readSelfTest } from "./selftest.js";
 
-/** The part of an onnxruntime package (web, node, react-native) a session uses. */
-export interface OrtModule {
-  InferenceSession: {
-    create(model: Uint8Array, options?: ort.InferenceSession.SessionOptions): Promise<ort.InferenceSession>;
-  };
-  Tensor: typeof ort.Tensor;
-}
 
 export interface SessionOptions {
-  /** Execution provider: 'wasm' or 'webgpu' (web), 'cpu' (Node), 'cpu'/'xnnpack'/'coreml'/'nnapi' (React Native). */
+  /**
+   * onnxruntime's execution provider: 'wasm' or 'webgpu' (web), 'cpu' (Node),
+   * 'cpu'/'xnnpack'/'coreml'/'nnapi' (React Native); LiteRT.js: 'wasm' (XNNPACK) or 'webgpu'.
+   */
   backend?: string;
-  /** Intra-op threads (on the web: wasm threads, set before the first session). */
+  /** Intra-op threads (on the web: wasm threads, fixed by the first session of the page). */
   threads?: number;
   /** Run the artifact's fused graph (step + head) when it has one; default true. */
   fused?: boolean;
@@ -53,16 +46,6 @@ export interface Classification {
   top: Prediction[];
 }
 
-type Feeds = Record<string, ort.Tensor>;
-
-/** A graph and the manifest entries of the states it carries. */
-interface Graph {
-  session: ort.InferenceSession;
-  states: StateEntry[];
-  embeddings: string;
-  logits?: string;
-}
-
 const FRAME_MARGIN = 1e-3;
 
 export class Session {
@@ -77,7 +60,6 @@ export class Session {
   private readonly resize: number;
   private readonly stepFrames: number;
   private readonly frameSize: number;
-  private states = new Map<string, ort.Tensor>();
   private window: Float32Array[] = [];
   private clipFrames: Float32Array[] = [];
   private clipEmbeddings: Float32Array | null = null;
@@ -87,55 +69,27 @@ export class Session {
   private queue: Promise<unknown> = Promise.resolve();
 
   protected constructor(
-    private readonly ort: OrtModule,
     private readonly artifact: LoadedArtifact,
-    private readonly graph: Graph,
-    private readonly head: ort.InferenceSession,
+    private readonly engine: Engine,
     private readonly options: SessionOptions,
   ) {
     this.manifest = artifact.manifest;
     this.labels = artifact.labels;
-    this.backend = options.backend ?? "cpu";
-    const [b, , t, r] = this.manifest.input.shape;
-    this.batch = b;
-    this.resolution = r;
-    this.stepFrames = this.streaming ? t : 1;
+    this.backend = engine.backend;
+    const { batch, frames, resolution } = inputDims(this.manifest);
+    this.batch = batch;
+    this.resolution = resolution;
+    this.stepFrames = this.streaming ? frames : 1;
+    const r = resolution;
     this.resize = preprocessSizes(this.manifest).resize;
     this.frameSize = 3 * r * r;
     this.reset();
   }
 
-  /** Open an artifact from `source` with the given onnxruntime package. */
-  static async open(source: ArtifactSource, ortModule: OrtModule,
-    options: SessionOptions = {}): Promise<Session> {
+  /** Open an artifact from `source`; `engine` opens its graphs (platform entries pick it). */
+  static async open(source: ArtifactSource, engine: EngineFactory, options: SessionOptions = {}): Promise<Session> {
     const artifact = await loadArtifact(source, options.verify ?? false);
-    const { manifest, where } = artifact;
-    const useFused = Boolean(manifest.fused) && options.fused !== false && manifest.mode === "streaming";
-    const sessionOptions = graphOptions(options, useFused ? [...manifest.states, manifest.fused!.window_state]
-      : manifest.states);
-    const open = async (file: string): Promise<ort.InferenceSession> => {
-      try {
-        return await ortModule.InferenceSession.create(artifact.files.get(file)!, sessionOptions);
-      } catch (error) {
-        const message = firstLine(error);
-        if (/backend|execution provider|webgpu/i.test(message)) {
-          throw new BackendUnavailableError(`backend '${options.backend}' cannot run here: ${message}`);
-        }
-        throw new ArtifactError(`${where}/${file} cannot be loaded by onnxruntime: ${message}`);
-      }
-    };
-    let graph: Graph;
-    if (useFused) {
-      const fused = manifest.fused!;
-      graph = { session: await open(fused.file), states: [...manifest.states, fused.window_state],
-        embeddings: fused.outputs.embeddings, logits: fused.outputs.logits };
-    } else {
-      graph = { session: await open(manifest.step.file), states: manifest.states,
-        embeddings: manifest.step.outputs.embeddings };
-    }
-    checkGraph(manifest, graph, useFused ? manifest.fused!.file : manifest.step.file, where);
-    const head = await open(manifest.head.file);
-    return new Session(ortModule, artifact, graph, head, options);
+    return new Session(artifact, await engine(artifact), options);
   }
 
   get streaming(): boolean {
@@ -144,7 +98,7 @@ export class Session {
 
   /** Bytes the states take (the embedding window included on the fused graph). */
   get stateBytes(): number {
-    return this.graph.states.reduce((sum, s) => sum + 4 * s.shape.reduce((a, d) => a * d, 1), 0);
+    return this.engine.stateBytes;
   }
 
   /** Frames pushed since the last reset. */
@@ -160,14 +114,7 @@ export class Session {
     this.clipEmbeddings = null;
     this.fusedLogits = null;
     this.seen = 0;
-    if (!this.streaming) return;
-    const old = [...this.states.values()];  // GPU states: freed once a running step is done
-    this.queue = this.queue.then(() => old.forEach(disposeTensor));
-    this.states = new Map(this.graph.states.map((state) => {
-      const size = state.shape.reduce((a, d) => a * d, 1);
-      const data = new Float32Array(size).fill(state.init);
-      return [state.input, new this.ort.Tensor("float32", data, state.shape)];
-    }));
+    if (this.streaming) this.engine.resetStates(this.queue);
   }
 
   /**
@@ -248,11 +195,10 @@ export class Session {
     }
   }
 
-  /** Free the onnxruntime sessions. */
+  /** Free the engine's graphs and states. */
   async release(): Promise<void> {
-    for (const tensor of this.states.values()) disposeTensor(tensor);
-    await this.graph.session.release();
-    await this.head.release();
+    await this.queue;
+    await this.engine.release();
   }
 
   // ------------------------------------------------------------------ frames
@@ -319,21 +265,14 @@ export class Session {
 
   /** One streaming step: run, check, then hand the outputs to the next step's inputs. */
   private async step(input: Float32Array, generation: number): Promise<Float32Array | null> {
-    const { manifest, graph } = this;
-    const shape = [this.batch, 3, this.stepFrames, this.resolution, this.resolution];
-    const feeds: Feeds = { [manifest.input.name]: new this.ort.Tensor("float32", input, shape) };
-    for (const state of graph.states) feeds[state.input] = this.states.get(state.input)!;
-    const results = await this.run(graph.session, feeds, manifest.step.file);
-    const embeddings = results[graph.embeddings].data as Float32Array;
-    const fresh = graph.states.map((state) => results[state.output]);
+    const out = await this.engine.step(input);
     if (generation !== this.generation) {  // reset() while the step ran: the old stream's result
-      fresh.forEach(disposeTensor);
+      out.discard();
       return null;
     }
-    const bad = !allFinite(embeddings) || fresh.some((t) => t.location === "cpu" && !allFinite(t.data as Float32Array))
-      || (graph.logits !== undefined && !allFinite(results[graph.logits].data as Float32Array));
+    const bad = !allFinite(out.embeddings) || !out.statesFinite || (out.logits !== undefined && !allFinite(out.logits));
     if (bad) {
-      fresh.forEach(disposeTensor);
+      out.discard();
       this.faults += 1;
       const message = `the step returned non-finite values (fault ${this.faults}); the states are unchanged`;
       if (this.options.onNonfinite === "reset") {
@@ -343,16 +282,13 @@ export class Session {
       }
       throw new NonFiniteOutputError(`${message}: check the frames, or open the session with onNonfinite: 'reset'`);
     }
-    graph.states.forEach((state, i) => {
-      disposeTensor(this.states.get(state.input)!);
-      this.states.set(state.input, fresh[i]);
-    });
-    const t = this.stepFrames, e = manifest.embed_dim;
-    for (let i = 0; i < t; i++) this.window.push(sliceEmbeddings(embeddings, this.batch, t, i, e));
-    this.window = this.window.slice(-manifest.frames_per_clip);
-    if (graph.logits !== undefined) this.fusedLogits = results[graph.logits].data as Float32Array;
+    out.commit();
+    const t = this.stepFrames, e = this.manifest.embed_dim;
+    for (let i = 0; i < t; i++) this.window.push(sliceEmbeddings(out.embeddings, this.batch, t, i, e));
+    this.window = this.window.slice(-this.manifest.frames_per_clip);
+    if (out.logits !== undefined) this.fusedLogits = out.logits;
     this.seen += t;
-    return embeddings;
+    return out.embeddings;
   }
 
   /** (B, n, E) embeddings for the head: the window, or the held clip's (clip mode). */
@@ -365,29 +301,13 @@ export class Session {
     if (this.clipFrames.length === 0) throw new InputShapeError("push at least one frame before classify()");
     const n = this.clipFrames.length;
     if (!this.clipEmbeddings) {
-      const clip = stackChannels(this.clipFrames, this.batch, this.frameSize);
-      const shape = [this.batch, 3, n, this.resolution, this.resolution];
-      const feeds = { [this.manifest.input.name]: new this.ort.Tensor("float32", clip, shape) };
-      const results = await this.run(this.graph.session, feeds, this.manifest.step.file);
-      this.clipEmbeddings = results[this.graph.embeddings].data as Float32Array;
+      this.clipEmbeddings = await this.engine.clip(stackChannels(this.clipFrames, this.batch, this.frameSize), n);
     }
     return { data: this.clipEmbeddings, frames: n };
   }
 
-  private async runHead(embeddings: { data: Float32Array; frames: number }): Promise<Float32Array> {
-    const { head } = this.manifest;
-    const shape = [this.batch, embeddings.frames, this.manifest.embed_dim];
-    const results = await this.run(this.head, { [head.input]: new this.ort.Tensor("float32", embeddings.data, shape) },
-      head.file);
-    return results[head.output].data as Float32Array;
-  }
-
-  private async run(session: ort.InferenceSession, feeds: Feeds, file: string): Promise<ort.InferenceSession.ReturnType> {
-    try {
-      return await session.run(feeds);
-    } catch (error) {
-      throw new GrwEdgeError(`onnxruntime failed running ${file}: ${firstLine(error)}`);
-    }
+  private runHead(embeddings: { data: Float32Array; frames: number }): Promise<Float32Array> {
+    return this.engine.head(embeddings.data, embeddings.frames);
   }
 
   private topK(logits: Float32Array): Prediction[] {
@@ -400,67 +320,6 @@ export class Session {
       index, label: this.labels[index] ?? String(index), score: Math.exp(logits[index] - max) / total,
     }));
   }
-}
-
-/** Session options for the graphs; on WebGPU the states stay on the GPU between steps. */
-function graphOptions(options: SessionOptions, states: StateEntry[]): ort.InferenceSession.SessionOptions {
-  const backend = options.backend ?? "cpu";
-  const result: ort.InferenceSession.SessionOptions = {
-    executionProviders: [backend], graphOptimizationLevel: "all",
-  };
-  if (options.threads) {
-    result.intraOpNumThreads = options.threads;
-    result.interOpNumThreads = 1;
-  }
-  if (backend === "webgpu") {
-    result.preferredOutputLocation = Object.fromEntries(states.map((s) => [s.output, "gpu-buffer"]));
-  }
-  return result;
-}
-
-/** The manifest and the graph must name the same inputs and outputs, states the same shapes. */
-function checkGraph(manifest: Manifest, graph: Graph, file: string, where: string): void {
-  const session = graph.session;
-  const inputs = new Set(session.inputNames);
-  const outputs = new Set(session.outputNames);
-  const expectedInputs = [manifest.input.name, ...(manifest.mode === "streaming" ? graph.states.map((s) => s.input) : [])];
-  const expectedOutputs = [graph.embeddings, ...(graph.logits ? [graph.logits] : []),
-    ...graph.states.map((s) => s.output)];
-  const problems = [
-    ...expectedInputs.filter((n) => !inputs.has(n)).map((n) => `${file} has no input '${n}'`),
-    ...[...inputs].filter((n) => !expectedInputs.includes(n)).map((n) => `${file} input '${n}' is not in the manifest`),
-    ...expectedOutputs.filter((n) => !outputs.has(n)).map((n) => `${file} has no output '${n}'`),
-  ];
-  if (problems.length) {
-    throw new ArtifactError(`${where}: the manifest does not match the graph (${problems[0]}); re-export the artifact`);
-  }
-  const metadata = (session as { inputMetadata?: readonly ort.InferenceSession.ValueMetadata[] }).inputMetadata;
-  if (!metadata) return;
-  const byName = new Map(metadata.map((m) => [m.name, m]));
-  for (const state of graph.states) {
-    const meta = byName.get(state.input);
-    if (!meta || !meta.isTensor) continue;
-    if (meta.type !== state.dtype) {
-      throw new ArtifactError(`state '${state.name}': the manifest says dtype ${state.dtype}, the graph ${meta.type}`);
-    }
-    const shape = meta.shape;
-    const same = shape.length === state.shape.length &&
-      shape.every((d, i) => typeof d !== "number" || d === state.shape[i]);
-    if (!same) {
-      throw new ArtifactError(`state '${state.name}': the manifest says shape [${state.shape}], the graph [${shape}]`);
-    }
-  }
-}
-
-/** No NaN or infinity in `data` (x * 0 is NaN exactly for those; one sum, no branch per value). */
-function allFinite(data: Float32Array): boolean {
-  let sum = 0;
-  for (let i = 0; i < data.length; i++) sum += data[i] * 0;
-  return sum === 0;
-}
-
-function disposeTensor(tensor: ort.Tensor | undefined): void {
-  if (tensor && tensor.location !== "cpu") tensor.dispose();
 }
 
 /** Frame i of a (B, t, E) block, as (B, E). */

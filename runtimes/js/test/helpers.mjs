@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 export const CASE = process.env.GRW_JS_CASE;
-if (!CASE) throw new Error("GRW_JS_CASE is not set: run these tests through tests/test_js_runtime.py");
+if (!CASE) throw new Error("GRW_JS_CASE is not set: run these tests with `npm test`");
 export const info = JSON.parse(readFileSync(join(CASE, "case.json"), "utf8"));
 
 export function bytes(name) {
