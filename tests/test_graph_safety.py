@@ -123,3 +123,20 @@ def test_the_check_accepts_a_safe_step():
     x = torch.zeros(2, device=META)
     weight = torch.ones(2, device=META)
     assert graph_unsafe_ops(lambda: (x * weight + 1.0).clamp(min=0.0), [x, weight], META) == []
+
+
+def test_the_sessions_whole_captured_body_is_graph_safe():
+    """What the torch session captures: frame cast, step, next states written into the other
+    buffer set, per-stream finite flags (bf16, batch 2)."""
+    from grw_edge.runtimes.torch import PingPongStep, StateBuffers
+    from grw_edge_runtime.manifest import StateEntry
+
+    backbone = create_model("movineta0s", head=SMALL).eval().video_backbone
+    entries = [StateEntry(s.name, s.name, s.name, [2, *s.shape[1:]])
+               for s in state_specs(backbone, resolution=32)]
+    backbone.to(META, torch.bfloat16)
+    sets = tuple(StateBuffers(entries, 2, torch.bfloat16, META) for _ in range(2))
+    step = PingPongStep(backbone.step, sets, (2, 3, 1, 32, 32), capture=False)
+    known = [step.frames, *(t for s in sets for t in (s.flat, *s.views.values())),
+             *module_tensors(backbone)]
+    assert graph_unsafe_ops(step.replay, known, META) == []
