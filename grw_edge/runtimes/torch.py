@@ -243,6 +243,15 @@ class TorchSession(StreamingSession):
     def _commit_states(self) -> None:
         self._graph.commit()
 
+    def _pending_rows_finite(self) -> np.ndarray:
+        return self._finite
+
+    def _commit_rows(self, accepted: np.ndarray) -> None:
+        self._graph.commit(torch.from_numpy(accepted).to(self.device, non_blocking=True))
+
+    def _reset_rows(self, rows: np.ndarray) -> None:
+        self._graph.states.reset(torch.from_numpy(rows).to(self.device))
+
     @torch.no_grad()
     def _run_clip(self, frames: np.ndarray) -> np.ndarray:
         frames = torch.from_numpy(frames).to(self.device, self.dtype)

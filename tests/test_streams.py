@@ -1,0 +1,73 @@
+"""Many streams per session (issue 24): streams join and leave fixed batch slots, one
+batched step per tick, and every stream's embeddings equal that stream run alone (float32,
+1e-5); a bad frame or a poisoned result touches only its own stream."""
+import numpy as np
+import pytest
+
+from grw_edge.errors import InputShapeError, NonFiniteOutputError
+from grw_edge.runtimes.torch import TorchSession
+from grw_edge_runtime import MultiStreamSession
+from tests.conftest import small_random_model
+
+SIDE = 32
+
+
+@pytest.fixture(scope="module")
+def model():
+    return small_random_model("movineta0s")
+
+
+def test_every_stream_equals_itself_alone_while_streams_join_and_leave(model):
+    """3 slots, 14 ticks: a from 0, b from 3, a leaves at 8, c joins at 9 into a's slot,
+    b skips tick 6 (its states wait); each compared with its own batch-1 session."""
+    streams = MultiStreamSession(TorchSession.for_model(model, resolution=SIDE, batch=3))
+    rng = np.random.default_rng(0)
+    frames = {name: rng.random((14, 3, SIDE, SIDE), dtype=np.float32) for name in "abc"}
+    ids, got = {}, {name: [] for name in "abc"}
+    for tick in range(14):
+        if tick == 0:
+            ids["a"] = streams.join()
+        if tick == 3:
+            ids["b"] = streams.join()
+        if tick == 8:
+            streams.leave(ids.pop("a"))
+        if tick == 9:
+            ids["c"] = streams.join()
+            assert streams.streams[ids["c"]].slot == 0  # a's slot, from the initial states
+        live = {name: i for name, i in ids.items() if not (name == "b" and tick == 6)}
+        out = streams.push({i: frames[name][tick] for name, i in live.items()})
+        for name, i in live.items():
+            got[name].append((tick, out[i]))
+    for name, steps in got.items():
+        alone = TorchSession.for_model(model, resolution=SIDE)
+        for tick, embeddings in steps:
+            expected = alone.push(frames[name][tick])
+            assert np.abs(embeddings - expected[0]).max() <= 1e-5, (name, tick)
+        if name != "a":
+            assert np.abs(streams.classify(ids[name]) - alone.classify()[0]).max() <= 1e-4
+
+
+def test_a_bad_frame_or_poisoned_state_touches_only_its_stream(model):
+    session = TorchSession.for_model(model, resolution=SIDE, batch=2)
+    streams = MultiStreamSession(session)
+    good, bad = streams.join(), streams.join(on_nonfinite="reset")
+    frame = np.zeros((3, SIDE, SIDE), np.float32)
+    out = streams.push({good: frame, bad: frame * np.nan})
+    assert isinstance(out[bad], InputShapeError) and out[good].shape == (1, 64)
+    before = streams.states(good)
+    session.start_from({k: np.concatenate([v, v * np.nan]) if v.shape[0] == 1 else v
+                        for k, v in ((k, v[:1]) for k, v in session.states().items())})
+    with pytest.warns(RuntimeWarning, match="stream 1"):
+        out = streams.push({good: frame, bad: frame})
+    assert out[bad] is None  # reset by its policy
+    assert streams.states(bad)["frame_count"].tolist() == [[0, 0, 0, 0, 0]]
+    assert streams.states(good)["frame_count"].tolist() == [[2, 0, 0, 0, 0]]
+    assert before["frame_count"].tolist() == [[1, 0, 0, 0, 0]]
+    with pytest.raises(InputShapeError, match="all 2 slots"):
+        streams.join()
+    streams.leave(bad)
+    poisoned = streams.join()
+    session.start_from({k: np.concatenate([v[:1], v[:1] * np.inf]) for k, v in
+                        session.states().items()})
+    out = streams.push({good: frame, poisoned: frame})
+    assert isinstance(out[poisoned], NonFiniteOutputError) and out[good].shape == (1, 64)
