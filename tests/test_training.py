@@ -156,3 +156,37 @@ def test_batches_run_on_across_epochs_from_any_step():
     epochs = [b for epoch in range(3) for b in epoch_batches(10, 3, epoch, 0, 0, 1)]
     assert list(islice(batches_from(0, 10, 3, 0, 0, 1), 9)) == epochs
     assert list(islice(batches_from(4, 10, 3, 0, 0, 1), 5)) == epochs[4:]
+
+
+def test_the_log_keeps_start_up_apart_from_the_steady_speed(data, tmp_path, monkeypatch):
+    """metrics.jsonl (and TensorBoard, the bar) get ``first_step_s``, the loop's start to its
+    first step's end, and ``clips_per_s`` over the last logging window only.  The trainer's
+    clock is a fake that each step moves: 10 s for the first (start-up), 1 s for the others,
+    so the numbers are exact and the test does not depend on this machine's speed."""
+    import json
+    import types
+
+    import grw_edge.training.trainer as trainer_module
+
+    clock = [0.0]
+    monkeypatch.setattr(trainer_module, "time", types.SimpleNamespace(
+        perf_counter=lambda: clock[0]))
+    trainer = Trainer(config(data, tmp_path / "run", batch_size=2, steps=5, log_every=2))
+    step = trainer._train_step
+
+    def timed(batch):
+        clock[0] += 10.0 if clock[0] == 0 else 1.0
+        return step(batch)
+
+    monkeypatch.setattr(trainer, "_train_step", timed)
+    scalars = []
+    if trainer._tensorboard is not None:
+        monkeypatch.setattr(trainer._tensorboard, "add_scalar",
+                            lambda key, value, step: scalars.append(key))
+    trainer.run()
+    records = [json.loads(line) for line in (tmp_path / "run" / trainer_module.METRICS)
+               .read_text().splitlines()]
+    assert [r["step"] for r in records] == [2, 4, 5]
+    assert [r["first_step_s"] for r in records] == [10.0] * 3
+    assert [r["clips_per_s"] for r in records] == [2.0] * 3  # 2 clips a second, start-up apart
+    assert not scalars or {"first_step_s", "clips_per_s"} <= set(scalars)
