@@ -230,6 +230,14 @@ class TorchSession(StreamingSession):
         set until :meth:`_commit_states` (or the graph's ``commit``) accepts them."""
         return self._graph(frames)
 
+    @torch.no_grad()
+    def replay_step(self) -> None:
+        """The step from the current states on the frame already on the device, nothing
+        else (no upload, no commit), waited for: what the bench's graph-replay row times."""
+        self._graph.replay()
+        if self.device.type == "cuda":
+            torch.cuda.current_stream().synchronize()
+
     def _run_step(self, frames: np.ndarray) -> np.ndarray:
         self._host_frames.numpy()[...] = frames
         embeddings, finite = self.step_on_device(self._host_frames)
