@@ -1,10 +1,13 @@
 """Many streams per session (issue 24): streams join and leave fixed batch slots, one
 batched step per tick, and every stream's embeddings equal that stream run alone (float32,
-1e-5); a bad frame or a poisoned result touches only its own stream."""
+1e-5) with torch and with onnxruntime (an ONNX artifact exported with --batch = slots); a
+bad frame or a poisoned result touches only its own stream."""
 import numpy as np
 import pytest
 
+import grw_edge_runtime
 from grw_edge.errors import InputShapeError, NonFiniteOutputError
+from grw_edge.exporters import export
 from grw_edge.runtimes.torch import TorchSession
 from grw_edge_runtime import MultiStreamSession
 from tests.conftest import small_random_model
@@ -17,10 +20,25 @@ def model():
     return small_random_model("movineta0s")
 
 
-def test_every_stream_equals_itself_alone_while_streams_join_and_leave(model):
+@pytest.fixture(scope="module", params=["torch", "onnxruntime"])
+def backend(request, model, tmp_path_factory):
+    """(a 3-slot session, a factory of batch-1 sessions) of one backend: the torch model,
+    or ONNX artifacts exported with a fixed batch of 3 and of 1 run by onnxruntime."""
+    if request.param == "torch":
+        return (TorchSession.for_model(model, resolution=SIDE, batch=3),
+                lambda: TorchSession.for_model(model, resolution=SIDE))
+    root = tmp_path_factory.mktemp("streams")
+    slots, alone = (export(model, "onnx", root / f"b{batch}", batch=batch, resolution=SIDE,
+                           parity_frames=2, include_reference=False) for batch in (3, 1))
+    return (grw_edge_runtime.open(slots, "onnxruntime"),
+            lambda: grw_edge_runtime.open(alone, "onnxruntime"))
+
+
+def test_every_stream_equals_itself_alone_while_streams_join_and_leave(backend):
     """3 slots, 14 ticks: a from 0, b from 3, a leaves at 8, c joins at 9 into a's slot,
     b skips tick 6 (its states wait); each compared with its own batch-1 session."""
-    streams = MultiStreamSession(TorchSession.for_model(model, resolution=SIDE, batch=3))
+    session, open_alone = backend
+    streams = MultiStreamSession(session)
     rng = np.random.default_rng(0)
     frames = {name: rng.random((14, 3, SIDE, SIDE), dtype=np.float32) for name in "abc"}
     ids, got = {}, {name: [] for name in "abc"}
@@ -39,12 +57,25 @@ def test_every_stream_equals_itself_alone_while_streams_join_and_leave(model):
         for name, i in live.items():
             got[name].append((tick, out[i]))
     for name, steps in got.items():
-        alone = TorchSession.for_model(model, resolution=SIDE)
+        alone = open_alone()
         for tick, embeddings in steps:
             expected = alone.push(frames[name][tick])
             assert np.abs(embeddings - expected[0]).max() <= 1e-5, (name, tick)
         if name != "a":
             assert np.abs(streams.classify(ids[name]) - alone.classify()[0]).max() <= 1e-4
+
+
+def test_a_poisoned_stream_is_refused_alone(backend):
+    """Finite flags are per stream in both backends: the others' states move on."""
+    session, _ = backend
+    streams = MultiStreamSession(session)
+    a, b = streams.join(), streams.join()
+    session.start_from({k: np.concatenate([v[:1], np.full_like(v[1:2], np.inf), v[2:]])
+                        for k, v in session.states().items()})
+    frame = np.zeros((3, SIDE, SIDE), np.float32)
+    out = streams.push({a: frame, b: frame})
+    assert isinstance(out[b], NonFiniteOutputError) and out[a].shape == (1, 64)
+    assert streams.states(a)["frame_count"][0, 0] == 1
 
 
 def test_a_bad_frame_or_poisoned_state_touches_only_its_stream(model):
