@@ -20,16 +20,21 @@ def model():
     return small_random_model("movineta0s")
 
 
+@pytest.fixture(scope="module")
+def onnx_artifacts(model, tmp_path_factory):
+    """ONNX artifacts of the model exported with a fixed batch of 3 (slots) and of 1."""
+    root = tmp_path_factory.mktemp("streams")
+    return [export(model, "onnx", root / f"b{batch}", batch=batch, resolution=SIDE,
+                   parity_frames=2, include_reference=False) for batch in (3, 1)]
+
+
 @pytest.fixture(scope="module", params=["torch", "onnxruntime"])
-def backend(request, model, tmp_path_factory):
-    """(a 3-slot session, a factory of batch-1 sessions) of one backend: the torch model,
-    or ONNX artifacts exported with a fixed batch of 3 and of 1 run by onnxruntime."""
+def backend(request, model, onnx_artifacts):
+    """(a 3-slot session, a factory of batch-1 sessions) of one backend."""
     if request.param == "torch":
         return (TorchSession.for_model(model, resolution=SIDE, batch=3),
                 lambda: TorchSession.for_model(model, resolution=SIDE))
-    root = tmp_path_factory.mktemp("streams")
-    slots, alone = (export(model, "onnx", root / f"b{batch}", batch=batch, resolution=SIDE,
-                           parity_frames=2, include_reference=False) for batch in (3, 1))
+    slots, alone = onnx_artifacts
     return (grw_edge_runtime.open(slots, "onnxruntime"),
             lambda: grw_edge_runtime.open(alone, "onnxruntime"))
 
@@ -102,3 +107,23 @@ def test_a_bad_frame_or_poisoned_state_touches_only_its_stream(model):
                         session.states().items()})
     out = streams.push({good: frame, poisoned: frame})
     assert isinstance(out[poisoned], NonFiniteOutputError) and out[good].shape == (1, 64)
+
+
+def test_the_self_test_runs_in_a_free_slot_without_disturbing_the_streams(onnx_artifacts):
+    streams = MultiStreamSession(grw_edge_runtime.open(onnx_artifacts[0], "onnxruntime"))
+    a, b = streams.join(), streams.join(on_nonfinite="reset")
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        streams.push({a: rng.random((3, SIDE, SIDE), dtype=np.float32),
+                      b: rng.random((3, SIDE, SIDE), dtype=np.float32)})
+    before = {i: (streams.states(i), list(streams.streams[i].window)) for i in (a, b)}
+    report = streams.self_test(hashes=False)
+    assert report.passed, report.line()
+    assert report.frames > 1 and set(streams.streams) == {a, b}  # its slot is free again
+    for i, (states, window) in before.items():
+        after = streams.states(i)
+        assert all(np.array_equal(after[name], value) for name, value in states.items())
+        assert all(np.array_equal(x, y) for x, y in zip(streams.streams[i].window, window))
+    streams.join()
+    full = streams.self_test(hashes=False)  # no free slot: a failed report that says so
+    assert not full.passed and "all 3 slots hold a stream" in full.line()

@@ -5,6 +5,7 @@
     out = streams.push({a: frame_a, b: frame_b})   # one batched step for every live stream
     logits = streams.classify(a)
     streams.leave(a)
+    report = streams.self_test()               # the artifact's self-test in a free slot
 
 Each stream keeps its own states (a row of the batch), embedding window, fault count and
 ``on_nonfinite`` policy: a bad frame or a non-finite result touches only its stream, whose
@@ -22,7 +23,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from grw_edge_runtime.errors import GrwEdgeError, InputShapeError, NonFiniteOutputError
+from grw_edge_runtime.errors import (
+    ArtifactError,
+    GrwEdgeError,
+    InputShapeError,
+    NonFiniteOutputError,
+)
+from grw_edge_runtime.selftest import SelfTestReport, run_self_test, self_test_steps
 from grw_edge_runtime.session import ON_NONFINITE, StreamingSession
 
 
@@ -120,6 +127,24 @@ class MultiStreamSession:
         logits = self.session._run_head(np.ascontiguousarray(
             np.repeat(window, self.slots, axis=0), dtype=np.float32))
         return logits[0]
+
+    def self_test(self, *, hashes: bool = True) -> SelfTestReport:
+        """The artifact's self-test as a stream of its own in a free slot: the live streams'
+        states and windows are untouched (they only wait out its ticks)."""
+        return run_self_test(self.session, hashes=hashes, run=self._self_test_in_a_slot)
+
+    def _self_test_in_a_slot(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        stream_id = self.join()
+        try:
+            steps = []
+            for chunk in self_test_steps(self.session, frames):
+                result = self.push({stream_id: chunk[None]})[stream_id]
+                if not isinstance(result, np.ndarray):
+                    raise result or ArtifactError("a step returned non-finite values")
+                steps.append(result)
+            return np.concatenate(steps)[None], self.classify(stream_id)[None]
+        finally:
+            self.leave(stream_id)
 
     def states(self, stream_id: int) -> dict[str, np.ndarray]:
         """The stream's states (its row) as float32 arrays by name, batch axis kept."""
