@@ -190,3 +190,20 @@ def test_the_log_keeps_start_up_apart_from_the_steady_speed(data, tmp_path, monk
     assert [r["first_step_s"] for r in records] == [10.0] * 3
     assert [r["clips_per_s"] for r in records] == [2.0] * 3  # 2 clips a second, start-up apart
     assert not scalars or {"first_step_s", "clips_per_s"} <= set(scalars)
+
+
+def test_start_up_settings(monkeypatch):
+    """cuDNN autotuning on CUDA only (set once, in the trainer); loader workers persist and,
+    on a GPU, batches are pinned and prefetched deeper."""
+    from grw_edge.training.trainer import loader_options, tune_kernels
+
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    tune_kernels(torch.device("cpu"))
+    assert torch.backends.cudnn.benchmark is False
+    tune_kernels(torch.device("cuda", 0))  # a device object; no GPU is touched
+    assert torch.backends.cudnn.benchmark is True
+    assert loader_options(2, False) == {"num_workers": 2, "persistent_workers": True,
+                                        "pin_memory": False, "prefetch_factor": None}
+    assert loader_options(0, True) == {"num_workers": 0, "persistent_workers": False,
+                                       "pin_memory": True, "prefetch_factor": None}
+    assert loader_options(4, True)["prefetch_factor"] == 4
