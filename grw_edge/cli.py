@@ -636,28 +636,50 @@ def train_command(backbone: str, data: str, out: str, split: str, init: str | No
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Also time this TF Lite streaming model (states as inputs and outputs) "
                    "with LiteRT in the same loop; repeatable. Needs grw-edge[litert].")
+@click.option("--precision", "precisions", default="fp32", show_default=True,
+              help="Comma-separated precisions (fp32, fp16, bf16) of the torch rows (eager, "
+                   "session, graph replay) and of --streams; the other backends run float32.")
+@click.option("--streams", "slots", default=None, help="Instead of latency: how many "
+              "camera streams one MultiStreamSession (torch) serves at 5 and 30 fps, from a "
+              "tick of each of these comma-separated slot counts, e.g. 1,8,64.")
 def bench_command(backbones: str, backends: str | None, device: str, threads: int,
                   repeats: int, resolution: int | None, frames: int | None,
                   json_path: str | None, markdown_path: str | None, plot_dir: str | None,
-                  tflite: tuple[Path, ...]) -> None:
-    """FLOPs (fvcore), per-frame latency and memory, per backbone and backend."""
+                  tflite: tuple[Path, ...], precisions: str, slots: str | None) -> None:
+    """FLOPs (fvcore), per-frame latency and memory, per backbone and backend (or, with
+    --streams, the streams one session serves)."""
     from grw_edge._io import atomic_write_path
     from grw_edge.benchmarks.bench import CUDA_BACKENDS, report_text, run_bench, write_plots
     from grw_edge.registry import get_backbone
+    from grw_edge.runtimes.torch import resolve_precision
 
     names = [get_backbone(name).name for name in backbones.split(",") if name.strip()]
-    backends = backends or (",".join(CUDA_BACKENDS) if device == "cuda"
-                            else "torch,onnxruntime,tensorrt,coreml")
-    chosen = [name.strip() for name in backends.split(",") if name.strip()]
-    results = run_bench(names, chosen, threads=threads, repeats=repeats, resolution=resolution,
-                        frames=frames, device=device, tflite=list(tflite))
-    click.echo(report_text(results))
+    chosen_precisions = tuple(p.strip() for p in precisions.split(",") if p.strip())
+    for precision in chosen_precisions:
+        resolve_precision(precision)  # an unknown one is refused before any work
+    if slots:
+        from grw_edge.benchmarks import streams
+
+        rows = streams.run_streams(names, _positive_ints(slots, "--streams"), device=device,
+                                   resolution=resolution, repeats=repeats,
+                                   precisions=chosen_precisions)
+        results, text = {"streams": rows}, streams.report_text(rows, device=device)
+        markdown = streams.report_text(rows, device=device, markdown=True)
+    else:
+        backends = backends or (",".join(CUDA_BACKENDS) if device == "cuda"
+                                else "torch,onnxruntime,tensorrt,coreml")
+        chosen = [name.strip() for name in backends.split(",") if name.strip()]
+        results = run_bench(names, chosen, threads=threads, repeats=repeats,
+                            resolution=resolution, frames=frames, device=device,
+                            precisions=chosen_precisions, tflite=list(tflite))
+        text, markdown = report_text(results), report_text(results, markdown=True)
+    click.echo(text)
     for path, text in ((json_path, json.dumps(results, indent=2) + "\n"),
-                       (markdown_path, report_text(results, markdown=True) + "\n")):
+                       (markdown_path, markdown + "\n")):
         if path:
             with atomic_write_path(path) as tmp:
                 tmp.write_text(text)
-    if plot_dir:
+    if plot_dir and not slots:
         for path in write_plots(results, Path(plot_dir)):
             click.echo(f"wrote {path}")
 
@@ -744,6 +766,17 @@ def _weights_line(model) -> str:
             f"{origin.hub or origin.path} (sha256 {origin.sha256})")
 
 
+def _positive_ints(text: str, option: str) -> list[int]:
+    """Comma-separated positive integers, or a one-line usage error."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise click.BadParameter(f"expected comma-separated positive integers, got {text!r}",
+                                 param_hint=option)
+    return values
+
 def _terminated(signum: int, frame: object) -> None:
     """SIGTERM unwinds like Ctrl-C, so half-written artifacts and checkpoints are removed."""
     raise KeyboardInterrupt
@@ -759,3 +792,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+

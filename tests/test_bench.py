@@ -7,10 +7,19 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from grw_edge.benchmarks.bench import backend_unavailable, report_text, run_bench, write_plots
+from grw_edge.benchmarks.bench import (
+    backend_unavailable,
+    latency_rows,
+    report_text,
+    rows_to_time,
+    run_bench,
+    run_worker,
+    write_plots,
+)
 from grw_edge.benchmarks.flops import UPSTREAM_FVCORE_GFLOPS, _count, count_flops
 from grw_edge.cli import cli
-from grw_edge.models import create_model
+from grw_edge.exporters import export
+from grw_edge.models import create_model, randomize_
 
 
 def test_toy_convolution_matches_a_hand_count():
@@ -92,6 +101,49 @@ def test_cuda_rows_are_skipped_with_the_reason_without_a_gpu():
         assert backend_unavailable(backend, "cuda") == "no CUDA GPU is visible on this machine"
     assert backend_unavailable("torch-cudagraphs", "cpu") == "CUDA graphs need --device cuda"
     result = CliRunner().invoke(cli, ["bench", "--backbones", "movineta0s", "--device", "cuda",
-                                      "--resolution", "32", "--repeats", "5"])
+                                      "--resolution", "32", "--repeats", "5",
+                                      "--precision", "fp32,fp16,bf16"])
     assert result.exit_code == 0, result.output
-    assert result.output.count("skipped: no CUDA GPU is visible") == len(CUDA_BACKENDS)
+    # eager, session and graph replay once per precision; onnxruntime and tensorrt once
+    assert result.output.count("skipped: no CUDA GPU is visible") == 3 * 3 + 2
+    assert "torch-replay-fp16" in result.output and "torch-cudagraphs-bf16" in result.output
+    streams = CliRunner().invoke(cli, ["bench", "--backbones", "movineta0s", "--device", "cuda",
+                                       "--resolution", "32", "--streams", "2"])
+    assert streams.exit_code == 1 and len(streams.output.strip().splitlines()) == 1
+    assert "no CUDA GPU is visible" in streams.output
+
+
+def test_the_torch_rows_worker_on_cpu(tmp_path):
+    """The path of the --device cuda rows, on the CPU: eager steps and the graph-replay row
+    (its step body run eagerly), in bf16; fp16 and CUDA graphs are refused on the CPU."""
+    model = randomize_(create_model("movineta0s"), 0).eval()
+    artifact = export(model, "onnx", tmp_path / "a0", resolution=32, parity_frames=2)
+    for backend in ("torch", "torch-replay"):
+        result = run_worker(artifact, backend, threads=1, repeats=5, precision="bf16")
+        assert result["status"] == "ok", result
+        assert result["step"]["median_ms"] > 0 and result["frames_per_s"] > 0
+    assert "head" not in result and "head ms" in latency_rows(
+        {"backbones": {"movineta0s": {"backends": {"torch-replay": {**result, "status": "ok"}},
+                                      "state_bytes": 1, "state_tensors": 1,
+                                      "artifact_bytes": 1}}})[0]
+    assert backend_unavailable("torch-replay", "cpu") == "CUDA graphs need --device cuda"
+    assert "fp16 rows need --device cuda" in backend_unavailable("torch", "cpu", "fp16")
+    assert rows_to_time(["torch", "onnxruntime"], ("fp32", "bf16")) == [
+        ("torch", "fp32"), ("torch", "bf16"), ("onnxruntime", "fp32")]
+
+
+def test_streams_served_from_the_bench_command_on_cpu(tmp_path):
+    out = tmp_path / "streams.json"
+    result = CliRunner().invoke(cli, ["bench", "--backbones", "movineta0s", "--resolution", "32",
+                                      "--streams", "1,2", "--repeats", "5", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "streams @ 5 fps" in result.output and "best of slots 1,2" in result.output
+    rows = json.loads(out.read_text())["streams"]
+    assert [row["batch"] for row in rows] == [1, 2]
+    assert all(row["tick_ms"] > 0 and row["precision"] == "fp32" for row in rows)
+
+
+def test_bad_precision_or_slots_are_one_line():
+    for option, value in (("--precision", "fp8"), ("--streams", "0,2")):
+        result = CliRunner().invoke(cli, ["bench", "--backbones", "movineta0s", option, value])
+        assert result.exit_code != 0 and value in result.output, result.output

@@ -96,10 +96,10 @@ def test_the_torch_session_streams_on_the_gpu(monkeypatch):
         monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the session's check
         session = TorchSession.for_model(model, resolution=32, device="cuda", cuda_graphs=False)
         assert all(state.device == CUDA for state in session._states.values())
-        embeddings = session.step_on_device(torch.rand(1, 3, 1, 32, 32, device=CUDA))
-        assert embeddings.device == CUDA
+        embeddings, finite = session.step_on_device(torch.rand(1, 3, 1, 32, 32, device=CUDA))
+        assert embeddings.device == finite.device == CUDA
         assert all(state.device == CUDA for state in session._states.values())
-        del session, model, embeddings
+        del session, model, embeddings, finite
         gc.collect()
 
 

@@ -38,8 +38,17 @@ def test_the_smoke_run_passes_every_step_and_writes_the_report(tmp_path):
     done = run_script(tmp_path / "report", GRW_EDGE_GPU_CHECK_SMOKE="1")
     assert done.returncode == 0, done.stderr[-3000:]
     report = (tmp_path / "report" / "report.md").read_text()
-    for step in ("make-synthetic", "train", "train-resume", "torchrun-1-process", "eval",
+    for step in ("graph-safety", "make-synthetic", "train", "train-resume", "torchrun-1-process", "eval",
                  "export", "verify-onnxruntime", "verify-torch-cpu", "model-only-speed",
-                 "bench"):
+                 "bench", "streams"):
         assert f"| {step} | ok |" in report
+        assert f"## {step}\n" in report  # its own section, appended when it finished
+    assert "time to the first step" in report and "streams @ 5 fps" in report
     assert "clips/s" in report and "ratio:" in report and "| movineta0s |" in report
+
+
+def test_every_step_runs_under_a_timeout_and_appends_its_section():
+    """Step by step: a killed run keeps the sections of the steps that finished."""
+    text = SCRIPT.read_text()
+    assert 'timeout "$STEP_TIMEOUT" "$@"' in text
+    assert text.count('>> "$REPORT"') >= 3 and "rows.md" not in text

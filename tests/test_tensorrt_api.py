@@ -174,3 +174,18 @@ def test_the_manifest_records_lines_for_the_installed_tensorrt(artifacts, tmp_pa
     assert ("trtexec_tensorrt10" in engine) is (version is None)
     if version is None:
         assert all("--stronglyTyped" in line for line in engine["trtexec_tensorrt10"])
+
+
+def test_the_tensorrt_session_flags_non_finite_states_per_stream():
+    """The per-stream finite flags MultiStreamSession reads, on CPU tensors standing in for
+    the device buffers (the session itself needs a GPU)."""
+    from grw_edge_runtime.tensorrt import TensorRTSession
+
+    session = TensorRTSession.__new__(TensorRTSession)
+    session._torch, session._batch = torch, 3
+    session._next = {"a": torch.zeros(3, 4), "b": torch.zeros(3, 2, 2)}
+    session._next["b"][1, 1, 0] = float("nan")
+    assert session._pending_rows_finite().tolist() == [True, False, True]
+    assert not session._pending_states_finite()
+    session._next = {}
+    assert session._pending_states_finite()

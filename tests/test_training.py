@@ -252,3 +252,54 @@ def test_failed_clips_are_replaced_so_batches_stay_full(tmp_path):
     assert all("broken" not in replacing.clip_path(c) for c in batch["clip"].tolist())
     assert {f["clip"] for f in batch["failures"]} == set(broken)
     assert batch["frames"].abs().sum(dim=(1, 2, 3, 4)).min() > 0  # no all-zero clip
+
+
+def test_the_log_keeps_start_up_apart_from_the_steady_speed(data, tmp_path, monkeypatch):
+    """metrics.jsonl (and TensorBoard, the bar) get ``first_step_s``, the loop's start to its
+    first step's end, and ``clips_per_s`` over the last logging window only.  The trainer's
+    clock is a fake that each step moves: 10 s for the first (start-up), 1 s for the others,
+    so the numbers are exact and the test does not depend on this machine's speed."""
+    import json
+    import types
+
+    import grw_edge.training.trainer as trainer_module
+
+    clock = [0.0]
+    monkeypatch.setattr(trainer_module, "time", types.SimpleNamespace(
+        perf_counter=lambda: clock[0]))
+    trainer = Trainer(config(data, tmp_path / "run", batch_size=2, steps=5, log_every=2))
+    step = trainer._train_step
+
+    def timed(batch):
+        clock[0] += 10.0 if clock[0] == 0 else 1.0
+        return step(batch)
+
+    monkeypatch.setattr(trainer, "_train_step", timed)
+    scalars = []
+    if trainer._tensorboard is not None:
+        monkeypatch.setattr(trainer._tensorboard, "add_scalar",
+                            lambda key, value, step: scalars.append(key))
+    trainer.run()
+    records = [json.loads(line) for line in (tmp_path / "run" / trainer_module.METRICS)
+               .read_text().splitlines()]
+    assert [r["step"] for r in records] == [2, 4, 5]
+    assert [r["first_step_s"] for r in records] == [10.0] * 3
+    assert [r["clips_per_s"] for r in records] == [2.0] * 3  # 2 clips a second, start-up apart
+    assert not scalars or {"first_step_s", "clips_per_s"} <= set(scalars)
+
+
+def test_start_up_settings(monkeypatch):
+    """cuDNN autotuning on CUDA only (set once, in the trainer); loader workers persist and,
+    on a GPU, batches are pinned and prefetched deeper."""
+    from grw_edge.training.trainer import loader_options, tune_kernels
+
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    tune_kernels(torch.device("cpu"))
+    assert torch.backends.cudnn.benchmark is False
+    tune_kernels(torch.device("cuda", 0))  # a device object; no GPU is touched
+    assert torch.backends.cudnn.benchmark is True
+    assert loader_options(2, False) == {"num_workers": 2, "persistent_workers": True,
+                                        "pin_memory": False, "prefetch_factor": None}
+    assert loader_options(0, True) == {"num_workers": 0, "persistent_workers": False,
+                                       "pin_memory": True, "prefetch_factor": None}
+    assert loader_options(4, True)["prefetch_factor"] == 4

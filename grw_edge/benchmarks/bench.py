@@ -31,11 +31,14 @@ from grw_edge.registry import get_backbone
 SCHEMA_VERSION = 1
 # the device runtime alone (grw_edge_runtime with onnxruntime): bench name -> memory mode
 RUNTIME_BACKENDS = {"runtime": "default", "runtime-lean": "lean"}
-BACKENDS = ("torch", "torch-cudagraphs", "onnxruntime", *RUNTIME_BACKENDS, "litert",
-            "tensorrt", "coreml")
+BACKENDS = ("torch", "torch-cudagraphs", "torch-replay", "onnxruntime", *RUNTIME_BACKENDS,
+            "litert", "tensorrt", "coreml")
 # backends that run an artifact of their own target (the others run the ONNX artifact)
 OWN_TARGET = {"litert": "litert", "tensorrt": "tensorrt"}
-CUDA_BACKENDS = ("torch", "torch-cudagraphs", "onnxruntime", "tensorrt")  # --device cuda rows
+# --device cuda rows: eager steps, the session replaying CUDA graphs, the graph replay alone
+CUDA_BACKENDS = ("torch", "torch-cudagraphs", "torch-replay", "onnxruntime", "tensorrt")
+# rows timed once per --precision (the other backends run their artifact's float32)
+PRECISION_BACKENDS = ("torch", "torch-cudagraphs", "torch-replay")
 # Top-1 on Kinetics-600 reported by the paper for the GRW models (Table 1).
 PAPER_TOP1 = {"movineta0s": 78.4, "movineta1s": 81.9, "movineta2s": 83.3, "movineta3b": 85.6}
 # The paper's other models (Table 1): name -> (top-1, GFLOPs), for the accuracy plot.
@@ -47,9 +50,10 @@ PAPER_REFERENCE_POINTS = {
 }
 
 
-def backend_unavailable(backend: str, device: str = "cpu") -> str | None:
-    """Why ``backend`` cannot run on ``device`` here, or None if it can (``tflite``: the
-    peer rows of --compare-tflite)."""
+def backend_unavailable(backend: str, device: str = "cpu",
+                        precision: str = "fp32") -> str | None:
+    """Why ``backend`` cannot run on ``device`` in ``precision`` here, or None if it can
+    (``tflite``: the peer rows of --compare-tflite)."""
     if backend in ("litert", "tflite"):
         try:
             import ai_edge_litert  # noqa: F401
@@ -64,8 +68,10 @@ def backend_unavailable(backend: str, device: str = "cpu") -> str | None:
         if sys.platform != "darwin":
             return "Core ML runs only on macOS"
         return "no Core ML runtime session in this version of grw-edge yet"
-    if backend == "torch-cudagraphs" and device != "cuda":
+    if backend in ("torch-cudagraphs", "torch-replay") and device != "cuda":
         return "CUDA graphs need --device cuda"
+    if precision == "fp16" and device != "cuda":
+        return "fp16 rows need --device cuda (the CPU rows run fp32 or bf16)"
     if (device == "cuda" or backend == "tensorrt") and not torch.cuda.is_available():
         return "no CUDA GPU is visible on this machine"
     if backend == "tensorrt":
@@ -84,7 +90,8 @@ def backend_unavailable(backend: str, device: str = "cpu") -> str | None:
 
 
 def worker_command(artifact: Path, backend: str, *, threads: int, repeats: int,
-                   device: str = "cpu", extra: tuple[str, ...] = ()) -> list[str]:
+                   device: str = "cpu", precision: str = "fp32",
+                   extra: tuple[str, ...] = ()) -> list[str]:
     """The command that times ``backend`` on ``device``, its clock started before its first
     import: the runtime alone, a TF Lite model under LiteRT, or the toolkit's sessions."""
     if backend in RUNTIME_BACKENDS:
@@ -96,15 +103,18 @@ def worker_command(artifact: Path, backend: str, *, threads: int, repeats: int,
         module, chosen = "grw_edge_runtime.peer", []
     else:
         module, chosen = "grw_edge.benchmarks.worker", ["--backend", backend, "--device", device]
+        if backend in PRECISION_BACKENDS:
+            chosen += ["--precision", precision]
     boot = f"import time; t0 = time.perf_counter(); from {module} import main; main(t0)"
     return [sys.executable, "-c", boot, str(artifact), *chosen, "--threads", str(threads),
             "--repeats", str(repeats), *extra]
 
 
 def run_worker(artifact: Path, backend: str, *, threads: int, repeats: int,
-               device: str = "cpu") -> dict:
+               device: str = "cpu", precision: str = "fp32") -> dict:
     """Time one backend in a fresh process; returns its JSON result."""
-    command = worker_command(artifact, backend, threads=threads, repeats=repeats, device=device)
+    command = worker_command(artifact, backend, threads=threads, repeats=repeats, device=device,
+                             precision=precision)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if done.returncode:
@@ -116,12 +126,14 @@ def run_worker(artifact: Path, backend: str, *, threads: int, repeats: int,
 def run_bench(backbones: list[str], backends: list[str], *, threads: int = 1,
               repeats: int = 100, resolution: int | None = None,
               frames: int | None = None, device: str = "cpu",
-              tflite: list[Path] = ()) -> dict:
-    """Measure every backbone on every backend on ``device``, and each ``tflite`` streaming
-    model with LiteRT; returns the JSON-ready results.  TensorRT runs an engine built here
-    from the same model."""
+              precisions: tuple[str, ...] = ("fp32",), tflite: list[Path] = ()) -> dict:
+    """Measure every backbone on every backend on ``device`` (the torch rows once per
+    precision, keyed ``backend`` for fp32 and ``backend-precision`` otherwise), and each
+    ``tflite`` streaming model with LiteRT; returns the JSON-ready results.  TensorRT runs
+    an engine built here from the same model."""
     results: dict[str, object] = {
         "schema_version": SCHEMA_VERSION, "threads": threads, "repeats": repeats,
+        "precisions": list(precisions),
         "device": torch.cuda.get_device_name() if device == "cuda" and
         torch.cuda.is_available() else device,
         "machine": {"platform": platform.platform(), "processor": platform.machine(),
@@ -148,18 +160,20 @@ def run_bench(backbones: list[str], backends: list[str], *, threads: int = 1,
                 "artifact_bytes": sum(p.stat().st_size for p in artifact.iterdir()
                                       if p.suffix == ".onnx"),
                 "backends": {}}
-            for backend in backends:
-                reason = backend_unavailable(backend, device)
+            for backend, precision in rows_to_time(backends, precisions):
+                key = backend if precision == "fp32" else f"{backend}-{precision}"
+                reason = backend_unavailable(backend, device, precision)
                 if reason:
-                    entry["backends"][backend] = {"backend": backend, "status": "skipped",
-                                                  "reason": reason}
+                    entry["backends"][key] = {"backend": backend, "precision": precision,
+                                              "status": "skipped", "reason": reason}
                     continue
                 target = OWN_TARGET.get(backend)
                 source = artifact if target is None else export(
                     model, target, Path(tmp) / f"{name}-{target}", resolution=side,
                     parity_frames=4)
-                entry["backends"][backend] = run_worker(source, backend, threads=threads,
-                                                        repeats=repeats, device=device)
+                entry["backends"][key] = {**run_worker(
+                    source, backend, threads=threads, repeats=repeats, device=device,
+                    precision=precision), "precision": precision}
             results["backbones"][spec.name] = entry
     if tflite:
         reason = backend_unavailable("tflite")
@@ -168,6 +182,12 @@ def run_bench(backbones: list[str], backends: list[str], *, threads: int = 1,
             run_worker(path, "tflite", threads=threads, repeats=repeats))
             for path in progress(tflite, desc="bench", unit="tflite")}
     return results
+
+
+def rows_to_time(backends: list[str], precisions: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(backend, precision) pairs: the torch rows per precision, the others in fp32."""
+    return [(backend, precision) for backend in backends
+            for precision in (precisions if backend in PRECISION_BACKENDS else ("fp32",))]
 
 
 def _numel(shape: list[int]) -> int:
@@ -223,23 +243,31 @@ def latency_rows(results: dict) -> list[dict[str, str]]:
                 "step ms": f"{step['median_ms']:.2f}" if step else "-",
                 "p90 ms": f"{step['p90_ms']:.2f}" if step else "-",
                 "raw ms": f"{raw['median_ms']:.2f}" if raw else "-",
-                "head ms": f"{result['head']['median_ms']:.2f}",
-                "clip ms": f"{result['clip']['median_ms']:.1f}",
+                "head ms": _median(result, "head", ".2f"),
+                "clip ms": _median(result, "clip", ".1f"),
                 "import+open": f"{opened:.2f} s" if opened is not None else "-",
                 "first frame": f"{first:.2f} s" if first is not None else "-",
-                "peak RSS": f"{result['peak_rss_mb']:.0f} MB (+{result['session_rss_mb']:.0f})",
-                "streaming peak": f"{result['stream_peak_rss_mb']:.0f} MB",
+                "peak RSS": f"{result['peak_rss_mb']:.0f} MB" + (
+                    f" (+{result['session_rss_mb']:.0f})" if "session_rss_mb" in result else ""),
+                "streaming peak": (f"{result['stream_peak_rss_mb']:.0f} MB"
+                                   if "stream_peak_rss_mb" in result else "-"),
                 "note": f"state {entry['state_bytes'] / 2**20:.2f} MiB in "
                         f"{entry['state_tensors']} tensors; artifact "
                         f"{entry['artifact_bytes'] / 2**20:.1f} MiB"})
     return rows
 
 
+def _median(result: dict, key: str, spec: str) -> str:
+    """A timing's median formatted, or "-" for rows that do not time it (graph replay)."""
+    return format(result[key]["median_ms"], spec) if key in result else "-"
+
+
 def report_text(results: dict, *, markdown: bool = False) -> str:
     machine = results["machine"]
     header = (f"{machine['processor']}, {machine['cpus']} CPUs, {results['threads']} thread(s), "
               f"device {results.get('device', 'cpu')}, "
-              f"float32, torch {machine['torch']}, onnxruntime {machine['onnxruntime']}; "
+              f"{'/'.join(results.get('precisions', ['fp32']))} torch rows (the others float32), "
+              f"torch {machine['torch']}, onnxruntime {machine['onnxruntime']}; "
               f"medians of {results['repeats']} runs after warm-up")
     parts = [header, "", "FLOPs (fvcore, 1 multiply-add = 1 FLOP):",
              format_table(flops_rows(results), markdown=markdown), "",

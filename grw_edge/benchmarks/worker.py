@@ -2,12 +2,21 @@
 imported) in a process of its own, with the runtime's measurement; prints JSON.
 
     python -c "import time; t0 = time.perf_counter(); from grw_edge.benchmarks.worker import \\
-main; main(t0)" ARTIFACT --backend B [--device cuda] ...
+main; main(t0)" ARTIFACT --backend B [--device cuda] [--precision fp16] ...
+
+Backends: ``torch`` (eager steps), ``torch-cudagraphs`` (the session, replaying CUDA graphs:
+upload, step, one host wait per frame) and ``torch-replay`` (the captured step alone, no
+upload or host copy; on the CPU the same body runs eagerly), or any runtime backend.
 """
 from __future__ import annotations
 
+import json
+import sys
+import time
+
 from grw_edge.runtimes import open as open_session
 from grw_edge_runtime import bench
+from grw_edge_runtime.timing import time_calls
 
 
 def open_for_bench(artifact: str, backend: str, **options):
@@ -22,5 +31,25 @@ def open_for_bench(artifact: str, backend: str, **options):
     return open_session(artifact, backend, **options)
 
 
+def measure_replay(artifact: str, *, started: float, threads: int, repeats: int, warmup: int,
+                   **options) -> dict:
+    """The graph-replay row: the step on the device alone, each replay waited for."""
+    session = open_session(artifact, "torch", threads=threads, **options)
+    result: dict[str, object] = {"backend": "torch", "threads": threads,
+                                 "import_open_s": time.perf_counter() - started}
+    step = time_calls(session.replay_step, repeats=repeats, warmup=warmup)
+    manifest = session.manifest
+    result["step"] = step.to_dict()
+    result["frames_per_s"] = 1e3 * manifest.batch * manifest.frames_per_step / step.median_ms
+    result["peak_rss_mb"] = bench.peak_rss_mb()
+    return result
+
+
 def main(started: float) -> None:
-    bench.main(started, open_for_bench)
+    args = bench.parse_args(sys.argv[1:])
+    if args.backend != "torch-replay":
+        bench.main(started, open_for_bench)
+        return
+    json.dump(measure_replay(args.artifact, started=started, threads=args.threads,
+                             repeats=args.repeats, warmup=args.warmup,
+                             **bench.session_options(args)), sys.stdout)

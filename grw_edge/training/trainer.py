@@ -96,6 +96,20 @@ def batches_from(step: int, size: int, batch: int, seed: int, rank: int, world: 
         epoch, position = epoch + 1, 0
 
 
+def tune_kernels(device: torch.device) -> None:
+    """On CUDA, let cuDNN time its kernels once per shape (clips have one shape: the cost
+    is paid in the first step, every later step runs the fastest)."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
+def loader_options(workers: int, cuda: bool) -> dict[str, object]:
+    """DataLoader settings: workers kept alive (persistent) and, on a GPU, pinned batches
+    and a deeper prefetch so the device never waits on decoding."""
+    return {"num_workers": workers, "persistent_workers": workers > 0, "pin_memory": cuda,
+            "prefetch_factor": 4 if workers and cuda else None}
+
+
 class Trainer:
     """One training run; ``run()`` trains to ``cfg.steps`` (or ``stop_after`` steps)."""
 
@@ -107,6 +121,7 @@ class Trainer:
         if self.rank == 0:
             remove_stale_temporaries(self.out)  # what a killed run left half-written
         self.device = local_device()
+        tune_kernels(self.device)
         spec = get_backbone(cfg.backbone)
         protocol = ClipProtocol.for_backbone(spec, cfg.resolution).override(cfg.frames, cfg.fps,
                                                                         cfg.sampling)
@@ -161,27 +176,30 @@ class Trainer:
         cfg = self.cfg
         last = cfg.steps if stop_after is None else min(cfg.steps, self.step + stop_after)
         bar = self._bar(last)
-        started, clips = time.perf_counter(), 0
+        meter = Throughput()
         if self.step < last:
             # One loader for the whole run: its workers live across epochs and keep
             # prefetching, instead of restarting (and draining the GPU) every epoch.
             batches = batches_from(self.step, len(self.dataset), cfg.batch_size, cfg.seed,
                                    self.rank, self.world)
-            cuda = self.device.type == "cuda"
-            loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=cfg.workers,
-                                collate_fn=collate_clips, pin_memory=cuda,
-                                prefetch_factor=4 if cfg.workers and cuda else None)
+            loader = DataLoader(self.dataset, batch_sampler=batches, collate_fn=collate_clips,
+                                **loader_options(cfg.workers, self.device.type == "cuda"))
             for batch in loader:
                 self._count_failures(batch["failures"], empty=not len(batch["label"]))
                 parts = self._train_step(batch)
                 self.step += 1
-                clips += len(batch["label"]) * self.world
                 bar.update(1)
+                if meter.first_step_s is None:
+                    _floats(parts)  # a wait for the device: the first step really ended
+                    meter.first_step_done()
+                else:
+                    meter.count(len(batch["label"]) * self.world)
                 if self.step % cfg.log_every == 0 or self.step == last:
                     record = _floats(parts)  # the one wait for the GPU per logged step
-                    bar.set_postfix(loss=f"{record['loss']:.3f}")
-                    self._log({**record, "lr": self.scheduler.get_last_lr()[0],
-                               "clips_per_s": clips / (time.perf_counter() - started),
+                    speed = meter.window()
+                    bar.set_postfix(loss=f"{record['loss']:.3f}",
+                                    **{k: f"{v:.3g}" for k, v in speed.items()})
+                    self._log({**record, "lr": self.scheduler.get_last_lr()[0], **speed,
                                "failed_clips": len(self.failures)})
                 if self.step % cfg.checkpoint_every == 0 or self.step == last:
                     self.save()
@@ -323,6 +341,35 @@ class Trainer:
 
         return tqdm(total=last, initial=self.step, desc="train", unit="step",
                     disable=self.rank != 0 or not progress_enabled(), dynamic_ncols=True)
+
+
+class Throughput:
+    """Training speed as logged: the time from the loop's start to the end of its first step
+    (start-up: workers, first batches, cuDNN choices, lazy initialisation) apart from the
+    clips per second of the last logging window (the steady speed), never mixed."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.first_step_s: float | None = None
+        self.window_start = self.started
+        self.window_clips = 0
+
+    def first_step_done(self) -> None:
+        """The first step ended (its results were waited for): the first window opens."""
+        self.window_start = time.perf_counter()
+        self.first_step_s = self.window_start - self.started
+
+    def count(self, clips: int) -> None:
+        self.window_clips += clips
+
+    def window(self) -> dict[str, float]:
+        """The fields to log (read after a wait for the device), then a new window."""
+        now = time.perf_counter()
+        speed = {"first_step_s": self.first_step_s or 0.0}
+        if self.window_clips:
+            speed["clips_per_s"] = self.window_clips / max(now - self.window_start, 1e-9)
+        self.window_start, self.window_clips = now, 0
+        return speed
 
 
 def _floats(parts: dict[str, torch.Tensor]) -> dict[str, float]:

@@ -21,6 +21,7 @@ from grw_edge_runtime.errors import (
 from grw_edge_runtime.integrity import check_integrity
 from grw_edge_runtime.manifest import Manifest, read_manifest
 from grw_edge_runtime.session import StreamingSession
+from grw_edge_runtime.streams import MultiStreamSession
 
 __version__ = "0.1.0"
 Session = StreamingSession
@@ -61,6 +62,6 @@ def open(artifact: str | Path, backend: str | None = None, *, verify: bool = Fal
     return getattr(module, class_name)(artifact, manifest, **options)
 
 
-__all__ = ["BACKENDS", "ArtifactError", "BackendUnavailableError", "GrwEdgeError",
+__all__ = ["BACKENDS", "MultiStreamSession", "ArtifactError", "BackendUnavailableError", "GrwEdgeError",
            "InputShapeError", "Manifest", "NonFiniteOutputError", "Session",
            "StreamingSession", "open", "read_manifest"]

@@ -106,6 +106,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ort-memory", choices=("default", "lean"), default=None,
                         help="onnxruntime allocator settings (see OnnxRuntimeSession)")
     parser.add_argument("--device", default=None, help="the session's device [its default]")
+    parser.add_argument("--precision", default=None,
+                        help="the session's precision, for sessions that take one (torch)")
     parser.add_argument("--step-only", action="store_true",
                         help="time the streaming step only (no head, no whole clip)")
     return parser.parse_args(argv)
@@ -118,9 +120,12 @@ def main(started: float, open_session: Callable[..., StreamingSession] | None = 
 
         open_session = grw_edge_runtime.open
     args = parse_args(sys.argv[1:])
-    options = {"memory": args.ort_memory} if args.ort_memory else {}
-    if args.device:
-        options["device"] = args.device
     json.dump(measure(open_session, args.artifact, args.backend, started=started,
                       threads=args.threads, repeats=args.repeats, warmup=args.warmup,
-                      step_only=args.step_only, **options), sys.stdout)
+                      step_only=args.step_only, **session_options(args)), sys.stdout)
+
+
+def session_options(args: argparse.Namespace) -> dict[str, str]:
+    """The session options the command line gave (memory mode, device, precision)."""
+    given = {"memory": args.ort_memory, "device": args.device, "precision": args.precision}
+    return {name: value for name, value in given.items() if value}

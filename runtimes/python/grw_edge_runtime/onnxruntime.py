@@ -155,7 +155,13 @@ class OnnxRuntimeSession(StreamingSession):
         return self._step_embeddings.astype(np.float32)  # a copy: the buffer is reused
 
     def _pending_states_finite(self) -> bool:
-        return all(np.isfinite(value).all() for value in self._sets[1 - self._current].values())
+        return bool(self._pending_rows_finite().all())
+
+    def _pending_rows_finite(self) -> np.ndarray:
+        rows = np.ones(self._batch, bool)  # per stream, so one stream's fault is its own
+        for value in self._sets[1 - self._current].values():
+            rows &= np.isfinite(value).reshape(self._batch, -1).all(axis=1)
+        return rows
 
     def _commit_states(self) -> None:
         self._current = 1 - self._current

@@ -10,7 +10,9 @@ frame with the float32 PyTorch reference's, and resets the session again.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -95,8 +97,12 @@ def load_self_test(session: StreamingSession) -> tuple[dict, dict[str, np.ndarra
     return spec, {name: read_array(blob, spec.get(name, {}), name) for name in ARRAYS}
 
 
-def run_self_test(session: StreamingSession, *, hashes: bool = True) -> SelfTestReport:
-    """Run the artifact's self-test on ``session`` (see the module docstring)."""
+def run_self_test(session: StreamingSession, *, hashes: bool = True,
+                  run: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
+                  ) -> SelfTestReport:
+    """Run the artifact's self-test on ``session`` (see the module docstring); ``run``
+    replaces how its raw frames are pushed: frames -> (embeddings (B, F, E), logits (B, C))
+    (MultiStreamSession runs them in one slot)."""
     manifest = session.manifest
     spec, arrays = load_self_test(session)
     frames, expected_embeddings, expected_logits = (arrays[name] for name in ARRAYS)
@@ -104,11 +110,9 @@ def run_self_test(session: StreamingSession, *, hashes: bool = True) -> SelfTest
     problems = integrity_problems(session.artifact, manifest.files or {}, hashes=hashes)
     embeddings = logits = None
     try:
-        embeddings, logits = _run(session, frames)
+        embeddings, logits = (run or partial(_run, session))(frames)
     except GrwEdgeError as error:
         problems.append(str(error))
-    finally:
-        session.reset()
     if embeddings is None:
         return SelfTestReport(session.backend, len(frames), float("nan"), float("nan"), False,
                               tolerance, problems)
@@ -126,23 +130,30 @@ def run_self_test(session: StreamingSession, *, hashes: bool = True) -> SelfTest
 
 
 def _run(session: StreamingSession, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Embeddings (B, F, E) and logits (B, C) of the frames pushed raw, step by step."""
-    manifest = session.manifest
-    batch = manifest.batch
-    step = manifest.frames_per_step if session.streaming else 1
+    """Embeddings (B, F, E) and logits (B, C) of the frames pushed raw, step by step, from
+    and back to a reset session."""
+    batch = session.manifest.batch
+    session.reset()
+    try:
+        steps = []
+        for chunk in self_test_steps(session, frames):
+            embeddings = session.push(np.ascontiguousarray(np.broadcast_to(
+                chunk, (batch, *chunk.shape))))
+            if session.streaming and embeddings is None:  # on_nonfinite="reset" dropped it
+                raise ArtifactError("a step returned non-finite values")
+            steps.append(embeddings)
+        logits = session.classify()
+        embeddings = (np.concatenate(steps, axis=1) if session.streaming
+                      else session._held_clip_embeddings())
+        return embeddings, logits
+    finally:
+        session.reset()
+
+
+def self_test_steps(session: StreamingSession, frames: np.ndarray) -> list[np.ndarray]:
+    """The self-test's raw frames cut into the session's steps (t, H, W, 3)."""
+    step = session.manifest.frames_per_step if session.streaming else 1
     if len(frames) % step:
         raise ArtifactError(f"the self-test has {len(frames)} frames, not a whole number of "
                             f"steps of {step}")
-    session.reset()
-    steps = []
-    for start in range(0, len(frames), step):
-        chunk = np.broadcast_to(frames[start:start + step], (batch, *frames[start:start + step]
-                                                             .shape))
-        embeddings = session.push(np.ascontiguousarray(chunk))
-        if session.streaming and embeddings is None:  # on_nonfinite="reset" dropped it
-            raise ArtifactError("a step returned non-finite values")
-        steps.append(embeddings)
-    logits = session.classify()
-    embeddings = (np.concatenate(steps, axis=1) if session.streaming
-                  else session._held_clip_embeddings())
-    return embeddings, logits
+    return [frames[start:start + step] for start in range(0, len(frames), step)]

@@ -202,6 +202,28 @@ class StreamingSession(ABC):
     def _commit_states(self) -> None:
         """Make the last step's next states the current ones."""
 
+    def _pending_rows_finite(self) -> np.ndarray:
+        """(B,) whether each stream's results of the last step are finite (backends that
+        know it per stream override this; by default the whole batch shares one answer)."""
+        return np.full(self._batch, self._pending_states_finite())
+
+    def _commit_rows(self, accepted: np.ndarray) -> None:
+        """Commit the last step's next states in the rows ``accepted`` (B,) marks; the other
+        rows keep their states (by default through the states by name, on the host)."""
+        if accepted.all():
+            self._commit_states()
+            return
+        old = self._get_states()
+        self._commit_states()
+        self._set_states({name: np.where(_rows(accepted, value), value, old[name])
+                          for name, value in self._get_states().items()})
+
+    def _reset_rows(self, rows: np.ndarray) -> None:
+        """Initial states in the rows ``rows`` (B,) marks (by default on the host)."""
+        init = {s.name: float(s.init) for s in self.manifest.states}
+        self._set_states({name: np.where(_rows(rows, value), init[name], value)
+                          for name, value in self._get_states().items()})
+
     @abstractmethod
     def _run_clip(self, frames: np.ndarray) -> np.ndarray:
         """(B, 3, N, R, R) float32 -> embeddings (B, N, E) (clip-mode artifacts)."""
@@ -212,14 +234,16 @@ class StreamingSession(ABC):
 
     # ------------------------------------------------------------------ input checks
 
-    def _as_step_input(self, frame: np.ndarray) -> np.ndarray:
+    def _as_step_input(self, frame: np.ndarray, batch: int | None = None) -> np.ndarray:
+        """``frame`` checked and preprocessed to (B, 3, t, R, R) float32 (B: ``batch``, by
+        default the session's)."""
         array = np.asarray(frame)
         if array.size == 0:
             raise InputShapeError(f"empty frame of shape {array.shape}: every dimension must "
                                   f"be at least 1")
-        b, r, t = self._batch, self._resolution, self._step_frames
+        b, r, t = batch or self._batch, self._resolution, self._step_frames
         if array.dtype == np.uint8:  # preprocessed here: finite and in [0, 1] by construction
-            array = self._preprocess_raw(array)
+            array = self._preprocess_raw(array, b)
         elif array.dtype != np.float32:
             raise InputShapeError(f"frames must be uint8 (raw) or float32 (preprocessed), "
                                   f"got {array.dtype}")
@@ -237,9 +261,9 @@ class StreamingSession(ABC):
                                   f"(or (3, {r}, {r}) for batch 1), got {array.shape}")
         return np.ascontiguousarray(array)
 
-    def _preprocess_raw(self, array: np.ndarray) -> np.ndarray:
-        """Raw uint8 frames -> (B, 3, t, R, R) float32, as the manifest's preprocessing says."""
-        b, t = self._batch, self._step_frames
+    def _preprocess_raw(self, array: np.ndarray, b: int) -> np.ndarray:
+        """Raw uint8 frames -> (b, 3, t, R, R) float32, as the manifest's preprocessing says."""
+        t = self._step_frames
         if array.ndim == 3 and b * t == 1:
             array = array[None, None]
         elif array.ndim == 4 and t == 1 and array.shape[0] == b:
@@ -252,6 +276,11 @@ class StreamingSession(ABC):
             raise InputShapeError(f"raw frames must be uint8 {wanted}, got {array.shape}")
         frames = preprocess(array, resize=self._resize, crop=self._resolution)
         return frames.transpose(0, 2, 1, 3, 4)  # (B, t, 3, R, R) -> (B, 3, t, R, R)
+
+
+def _rows(mask: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """A (B,) row mask shaped to broadcast over ``value`` (B, ...)."""
+    return mask.reshape(-1, *([1] * (value.ndim - 1)))
 
 
 def _check_values(array: np.ndarray) -> None:

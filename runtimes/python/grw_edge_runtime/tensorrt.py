@@ -103,8 +103,14 @@ class TensorRTSession(StreamingSession):
         return self._embeddings.float().cpu().numpy()
 
     def _pending_states_finite(self) -> bool:
-        finite = [self._torch.isfinite(state).all() for state in self._next.values()]
-        return bool(self._torch.stack(finite).all()) if finite else True
+        return bool(self._pending_rows_finite().all())
+
+    def _pending_rows_finite(self) -> np.ndarray:
+        """Per stream (row), in one device sync: one stream's fault is its own."""
+        flags = [self._torch.isfinite(state).flatten(1).all(1) for state in self._next.values()]
+        if not flags:
+            return np.ones(self._batch, bool)
+        return self._torch.stack(flags).all(0).cpu().numpy()
 
     def _commit_states(self) -> None:
         self._current, self._next = self._next, self._current
