@@ -10,7 +10,7 @@
 # then --resume for 10 more; torchrun with 1 process; eval on CUDA; export + verify (ONNX
 # Runtime, and the torch session on CUDA with CUDA graphs); model-only vs end-to-end
 # training clips/s; GPU latency rows of `grw-edge bench --device cuda` (eager, graph replay,
-# session); streams served per GPU (grw_edge.benchmarks.streams).
+# session, per precision); streams served per GPU (`grw-edge bench --streams`).
 # GRW_EDGE_GPU_CHECK_SMOKE=1 runs the same steps on the CPU at toy sizes (what the tests do).
 set -uo pipefail
 
@@ -23,11 +23,11 @@ if [[ $SMOKE == 1 ]]; then
     DEVICE=cpu; VIDEO_FRAMES=20; SIZE=40; RES=32; FRAMES=4; BATCH=2; STEPS=2; MORE=1; VIDEOS=2; WORKERS=0
     EVAL_CLIPS=4; VERIFY="--clips 1 --frames 4"; SPEED="--steps 1 --warmup 1"
     PARITY="--parity-clips 1"; BENCH="--backbones movineta0s --backends torch,onnxruntime --resolution 32 --repeats 5"
-    STREAMS="--backbones movineta0s --resolution 32 --batches 1,2 --repeats 3"
+    STREAMS="--backbones movineta0s --resolution 32 --streams 1,2 --repeats 5"
 else
     DEVICE=cuda; VIDEO_FRAMES=80; SIZE=200; RES=172; FRAMES=16; BATCH=16; STEPS=20; MORE=5; VIDEOS=16
-    STREAMS="--backbones movineta0s,movineta1s,movineta2s --batches 1,8,64,256 --repeats 20"
-    EVAL_CLIPS=48; VERIFY="--clips 2"; SPEED="--steps 20"; PARITY=""; BENCH="--backbones movineta0s,movineta1s,movineta2s --repeats 50"
+    STREAMS="--backbones movineta0s,movineta1s,movineta2s --streams 1,8,64,256 --repeats 20 --precision fp32,bf16"
+    EVAL_CLIPS=48; VERIFY="--clips 2"; SPEED="--steps 20"; PARITY=""; BENCH="--backbones movineta0s,movineta1s,movineta2s --repeats 50 --precision fp32,fp16,bf16"
     if ! "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
         echo "gpu_check: FAILED: no CUDA GPU is visible to torch (torch.cuda.is_available() is" \
              "False); this check needs an NVIDIA GPU and a CUDA build of torch" \
@@ -127,7 +127,7 @@ section training_speed
 step bench "${GRW[@]}" bench --device "$DEVICE" $BENCH --markdown "$WORK/latency.md"
 section cat "$WORK/latency.md"
 # shellcheck disable=SC2086
-step streams "$PY" -m grw_edge.benchmarks.streams --device "$DEVICE" $STREAMS --markdown "$WORK/streams.md"
+step streams "${GRW[@]}" bench --device "$DEVICE" $STREAMS --markdown "$WORK/streams.md"
 section cat "$WORK/streams.md"
 
 echo "gpu_check: report written to $REPORT" >&2
