@@ -8,7 +8,6 @@ import torch
 
 from grw_edge.errors import InputShapeError, NonFiniteOutputError
 from grw_edge.runtimes.torch import TorchSession
-from grw_edge.tolerances import FP16_TOP1_AGREEMENT, STREAMED_EMBEDDINGS_MAX_ABS
 from tests.conftest import small_random_model
 
 SIDE = 32
@@ -101,6 +100,5 @@ def test_half_precision_stays_near_the_reference(model):
     assert embeddings.dtype == np.float32 and np.isfinite(embeddings).all()
     scale = np.abs(full).max()
     assert np.abs(embeddings - full).max() <= 0.1 * scale
-    assert 0 < FP16_TOP1_AGREEMENT <= 1 and STREAMED_EMBEDDINGS_MAX_ABS > 0
     with pytest.raises(InputShapeError, match="precision must be one of"):
         TorchSession.for_model(model, resolution=SIDE, precision="fp8")
