@@ -383,12 +383,24 @@ def eval_command(data_root: str, split: str, backbone: str | None, checkpoint: s
     else:
         _print_eval_report(report, protocol, f"{data_root}/{split}")
     if report_file:
-        Path(report_file).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        _write_report(report_file, report.to_dict())
     failures = ClipFailures(report.selected, max_failed_clips)
     failures.add(report.failed_clips)
     failures.check(f"{data_root}/{split}")
     if report.agreement.get("problems"):
         raise click.ClickException("; ".join(report.agreement["problems"]))
+
+
+def _write_report(path: str, report: dict) -> None:
+    """``--report-file``: the report as JSON, written whole or not at all."""
+    from grw_edge._io import atomic_write_path
+
+    try:
+        with atomic_write_path(path) as tmp:
+            tmp.write_text(json.dumps(report, indent=2) + "\n")
+    except OSError as error:
+        raise click.ClickException(f"cannot write the report to {path}: "
+                                   f"{error.strerror or error}") from None
 
 
 def _long_stream_eval(data_root: str, split: str, protocol, open_session, classes,
@@ -413,7 +425,7 @@ def _long_stream_eval(data_root: str, split: str, protocol, open_session, classe
     report = evaluate_long_stream(stream, chosen, dataset_classes, classes, protocol.frames)
     report.unreadable = unreadable
     if report_file:
-        Path(report_file).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        _write_report(report_file, report.to_dict())
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
         return

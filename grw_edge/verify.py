@@ -19,7 +19,7 @@ import torch
 from grw_edge import tolerances
 from grw_edge._progress import progress
 from grw_edge.checkpoints import file_sha256, load_checkpoint, resolve_checkpoint
-from grw_edge.errors import ArtifactError, InputShapeError
+from grw_edge.errors import ArtifactError, GrwEdgeError, InputShapeError
 from grw_edge.manifest import Manifest, read_manifest
 from grw_edge.models.classifier import GrwVideoClassifier
 from grw_edge.runtimes import StreamingSession
@@ -115,7 +115,7 @@ def video_clips(manifest: Manifest, directory: str | Path, frames: int,
     """The first clip (1, N, 3, R, R) of every video under ``directory``, sampled and
     transformed as the manifest says (N <= ``frames``, a whole number of steps);
     unreadable videos go to ``skipped``."""
-    from grw_edge.data.video import VIDEO_SUFFIXES, VideoDecodeError
+    from grw_edge.data.video import VIDEO_SUFFIXES
     from grw_edge.predict import sampled_frames
     from grw_edge.preprocess import ClipProtocol
 
@@ -126,7 +126,7 @@ def video_clips(manifest: Manifest, directory: str | Path, frames: int,
     for video in videos:
         try:
             clip = sampled_frames(video, protocol).frames
-        except VideoDecodeError:
+        except GrwEdgeError:  # unreadable or too short: skipped and listed, as eval does
             skipped.append(str(video))
             continue
         usable = len(clip) - len(clip) % manifest.frames_per_step

@@ -4,6 +4,7 @@ import math
 import subprocess
 import sys
 
+import av
 import numpy as np
 import pytest
 import torch
@@ -190,6 +191,27 @@ def test_a_truncated_mp4_probes_what_it_decodes(tmp_path):
     numbers = frame_numbers(decoded)
     assert numbers == sorted(numbers) and numbers[0] == 0
     assert np.array_equal(read_frames(path, [probed - 1, 1]), decoded[[probed - 1, 1]])
+
+
+def test_a_download_cut_before_its_first_frame_is_refused(tmp_path):
+    """Its index is whole, its frames' bytes are not: unreadable, not a 0-frame video."""
+    path = write(tmp_path / "cut.mp4", 20, muxer={"movflags": "faststart"}, size=64)
+    with av.open(str(path)) as container:
+        first = next(p for p in container.demux(video=0) if p.size).pos
+    path.write_bytes(path.read_bytes()[:first + 1])
+    with pytest.raises(VideoDecodeError, match="holds no frames"):
+        probe_video(path)
+
+
+def test_a_seek_reaches_the_last_frame_of_a_faststart_mp4(tmp_path, monkeypatch):
+    """The last packet ends at the end of such a file: after a seek that is no sign of a cut
+    (the chosen frames come from the seek, not from a decode from the start)."""
+    from grw_edge.data import video
+
+    path = write(tmp_path / "fast.mp4", 40, options={"g": "5"}, muxer={"movflags": "faststart"})
+    everything = read_frames(path)
+    monkeypatch.setattr(video, "_from_start", lambda *args: pytest.fail("decoded from start"))
+    assert np.array_equal(read_frames(path, [35, 39]), everything[[35, 39]])
 
 
 def test_a_corrupt_packet_loses_its_frame_only(tmp_path, caplog):

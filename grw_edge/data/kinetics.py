@@ -25,11 +25,11 @@ from torch.utils.data import Dataset, default_collate, get_worker_info
 from grw_edge._io import atomic_write_path
 from grw_edge._progress import progress
 from grw_edge.data.video import (
+    VIDEO_SUFFIXES,
     Sampling,
     VideoDecodeError,
     clip_indices,
     list_files,
-    list_videos,
     probe_video,
     read_frames,
 )
@@ -71,10 +71,10 @@ def build_index(root: str | os.PathLike[str], split: str, *, workers: int = 4,
     classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
     if not classes:
         raise DatasetError(f"{split_dir} has no class folders")
-    files = [(label, path) for label, name in enumerate(classes)
-             for path in list_videos(split_dir / name)]
-    others = sorted({*list_files(split_dir), *(path for name in classes
-                                               for path in list_files(split_dir / name))}
+    listed = [(label, path) for label, name in enumerate(classes)
+              for path in list_files(split_dir / name)]  # one listing per folder
+    files = [(label, path) for label, path in listed if path.suffix.lower() in VIDEO_SUFFIXES]
+    others = sorted({*list_files(split_dir), *(path for _, path in listed)}
                     - {path for _, path in files})
     fingerprint = _fingerprint(split_dir, [path for _, path in files] + others)
     cache = Path(cache_dir or default_cache_dir()) / f"{_key(split_dir)}.json"
@@ -203,8 +203,10 @@ class VideoClipDataset(Dataset):
         """The clip, then (``replace_failed``) a few others in an order seeded by it."""
         yield clip
         if self.replace_failed:
-            others = [c for c in range(len(self)) if c != clip]
-            yield from random.Random(clip).sample(others, min(REPLACEMENT_TRIES, len(others)))
+            # a range is sampled without building a list (a million clips in Kinetics)
+            tries = random.Random(clip).sample(range(len(self)),
+                                               min(REPLACEMENT_TRIES + 1, len(self)))
+            yield from [c for c in tries if c != clip][:REPLACEMENT_TRIES]
 
     def _decode(self, clip: int) -> torch.Tensor:
         """The clip's frames, transformed frame by frame as they decode, so that memory

@@ -77,6 +77,8 @@ def probe_video(path: str | os.PathLike[str]) -> VideoInfo:
                 raise VideoDecodeError(f"{path}: the video stream has no frame rate")
             present = [packet.pts for packet in _packets(container, stream)]
             count = len({pts for pts in present if pts is not None}) + present.count(None)
+            if not count:  # e.g. a download cut off before its first frame's bytes
+                raise VideoDecodeError(f"{path} holds no frames")
             return VideoInfo(str(path), float(rate), count,
                              stream.codec_context.width, stream.codec_context.height,
                              _uneven_times(present, stream.time_base, float(rate)))
@@ -189,7 +191,7 @@ def _from_keyframe(container, stream, wanted: list[int], keep
         return None
     container.seek(start, stream=stream, backward=True)
     expected, chosen, kept, lost = rank[start], set(wanted), {}, [0]
-    for frame in _decoded(container, stream, lost):
+    for frame in _decoded(container, stream, lost, from_start=False):
         position = rank.get(frame.pts)
         if position is None:
             return None
@@ -224,10 +226,11 @@ def _from_start(container, stream, wanted: list[int] | None, keep
     return kept, lost[0]
 
 
-def _packets(container, stream) -> Iterator:
+def _packets(container, stream, *, from_start: bool = True) -> Iterator:
     """The stream's packets that hold bytes, all inside the file; a demuxing error ends
     them, as the end of the file does.  In a truncated file (its index lists more frames
-    than it holds) the packet cut by the end of the file is left out too."""
+    than it holds) the packet cut by the end of the file is left out too; only a pass from
+    the start can tell (``from_start``), after a seek the count of packets says nothing."""
     import av
 
     size = os.path.getsize(container.name)
@@ -242,15 +245,15 @@ def _packets(container, stream) -> Iterator:
                 yield held
             held, count = packet, count + 1
     cut = held is not None and held.pos is not None and held.pos + held.size == size
-    if held is not None and not (cut and stream.frames > count):
+    if held is not None and not (cut and from_start and stream.frames > count):
         yield held
 
 
-def _decoded(container, stream, lost: list[int]) -> Iterator:
+def _decoded(container, stream, lost: list[int], *, from_start: bool = True) -> Iterator:
     """Decoded frames; a packet that fails to decode is counted in ``lost[0]`` and skipped."""
     import av
 
-    for packet in _packets(container, stream):
+    for packet in _packets(container, stream, from_start=from_start):
         try:
             yield from packet.decode()
         except av.FFmpegError:
@@ -353,11 +356,6 @@ def clip_indices(num_frames: int, original_fps: float, target_fps: float | None,
     kept = resample(num_frames, original_fps, target_fps, sampling=sampling, times=times)
     count = (len(kept) - frames_per_clip) // frames_per_clip + 1 if len(kept) >= frames_per_clip else 0
     return [kept[i * frames_per_clip:(i + 1) * frames_per_clip] for i in range(count)]
-
-
-def list_videos(directory: str | os.PathLike[str]) -> list[Path]:
-    """Video files directly inside ``directory`` (dangling links included), sorted by name."""
-    return [p for p in list_files(directory) if p.suffix.lower() in VIDEO_SUFFIXES]
 
 
 def list_files(directory: str | os.PathLike[str]) -> list[Path]:

@@ -68,9 +68,13 @@ class StateBuffers:
                                               device=device)
                                    for entry, size in zip(entries, sizes)])
 
-    def reset(self, rows: Tensor | slice = slice(None)) -> None:
-        """Initial values in ``rows`` (all by default)."""
-        self.flat[rows] = self.init_row
+    def reset(self, rows: Tensor | None = None) -> None:
+        """Initial values in the rows a (B,) bool tensor marks (all by default); a select,
+        not a masked copy, so no wait for the device."""
+        if rows is None:
+            self.flat.copy_(self.init_row.expand_as(self.flat))
+        else:
+            torch.where(rows[:, None], self.init_row, self.flat, out=self.flat)
 
 
 class PingPongStep:
@@ -121,14 +125,14 @@ class PingPongStep:
         """Upload ``frames`` (no wait when pinned) and run the step from the current set:
         (embeddings (B, t, E) float32, finite flag per stream (B,)), still on the device."""
         self.frames.copy_(frames, non_blocking=True)
-        return self._runs[self.current]()
+        return self.replay()
 
     def commit(self, accepted: Tensor | None = None) -> None:
         """Make the last step's next states current, except in the streams ``accepted``
         (a (B,) bool tensor; None: all) refuses, which keep the states they had."""
         old, new = self.sets[self.current], self.sets[1 - self.current]
         if accepted is not None:  # a select, not a masked copy: no wait for the device
-            new.flat.copy_(torch.where(accepted[:, None], new.flat, old.flat))
+            torch.where(accepted[:, None], new.flat, old.flat, out=new.flat)
         self.current = 1 - self.current
 
     def replay(self) -> tuple[Tensor, Tensor]:
@@ -186,8 +190,10 @@ class TorchSession(StreamingSession):
                          for _ in range(2))
             shape = (self._batch, 3, self._step_frames, self._resolution, self._resolution)
             self._graph = PingPongStep(step, sets, shape, capture=graphs)
-            pin = graphs and torch.cuda.is_available()
-            self._host_frames = torch.zeros(shape, pin_memory=pin)
+            # on CUDA the frame goes up from pinned memory without a wait; on the CPU the
+            # caller's array is read where it is
+            self._host_frames = (torch.zeros(shape, pin_memory=True)
+                                 if self.device.type == "cuda" else None)
         self.reset()  # the warm-up steps of a capture touched the buffers
 
     @classmethod
@@ -239,8 +245,12 @@ class TorchSession(StreamingSession):
             torch.cuda.current_stream().synchronize()
 
     def _run_step(self, frames: np.ndarray) -> np.ndarray:
-        self._host_frames.numpy()[...] = frames
-        embeddings, finite = self.step_on_device(self._host_frames)
+        if self._host_frames is None:
+            host = torch.from_numpy(frames)
+        else:
+            host = self._host_frames
+            host.numpy()[...] = frames
+        embeddings, finite = self.step_on_device(host)
         embeddings, finite = _to_host(embeddings, finite)  # the one wait per frame
         self._finite = finite
         return embeddings
@@ -255,7 +265,8 @@ class TorchSession(StreamingSession):
         return self._finite
 
     def _commit_rows(self, accepted: np.ndarray) -> None:
-        self._graph.commit(torch.from_numpy(accepted).to(self.device, non_blocking=True))
+        self._graph.commit(None if accepted.all() else
+                           torch.from_numpy(accepted).to(self.device, non_blocking=True))
 
     def _reset_rows(self, rows: np.ndarray) -> None:
         self._graph.states.reset(torch.from_numpy(rows).to(self.device))

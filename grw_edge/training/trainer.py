@@ -218,10 +218,7 @@ class Trainer:
             for failure in new:
                 print(f"skipped clip {failure['clip']} of {failure['path']}: {failure['reason']}",
                       file=sys.stderr, flush=True)
-            self.out.mkdir(parents=True, exist_ok=True)
-            with open(self.out / METRICS, "a") as handle:
-                handle.write(json.dumps({"step": self.step, "failed_clips": len(self.failures),
-                                         "failed": new}) + "\n")
+            self._append_metrics({"failed_clips": len(self.failures), "failed": new})
             if self._tensorboard is not None:
                 self._tensorboard.add_text("failed_clips", "\n".join(
                     f"{f['path']} (clip {f['clip']}): {f['reason']}" for f in new), self.step)
@@ -323,12 +320,16 @@ class Trainer:
 
     # ------------------------------------------------------------------ logging
 
-    def _log(self, record: dict[str, float]) -> None:
-        if self.rank != 0:
-            return
+    def _append_metrics(self, record: dict) -> None:
+        """One line of metrics.jsonl: the step and ``record``."""
         self.out.mkdir(parents=True, exist_ok=True)
         with open(self.out / METRICS, "a") as handle:
             handle.write(json.dumps({"step": self.step, **record}) + "\n")
+
+    def _log(self, record: dict[str, float]) -> None:
+        if self.rank != 0:
+            return
+        self._append_metrics(record)
         if self._tensorboard is not None:
             for key, value in record.items():
                 self._tensorboard.add_scalar(key, value, self.step)

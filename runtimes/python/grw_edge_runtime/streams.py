@@ -41,7 +41,6 @@ class Stream:
     window: deque
     on_nonfinite: str = "raise"
     faults: int = 0
-    frames: int = 0
 
 
 class MultiStreamSession:
@@ -104,7 +103,11 @@ class MultiStreamSession:
         embeddings = self.session._run_step(self._frames)
         finite = self.session._pending_rows_finite() & np.isfinite(embeddings).reshape(
             self.slots, -1).all(axis=1)
-        self.session._commit_rows(accepted & finite)
+        # rows to keep: live streams without an accepted frame, and non-finite results;
+        # free slots take whatever came, so a full tick commits all rows at once
+        free = np.ones(self.slots, bool)
+        free[[stream.slot for stream in self.streams.values()]] = False
+        self.session._commit_rows(np.where(accepted, finite, free))
         for stream_id in frames:
             stream = self.streams[stream_id]
             if stream_id in results:
@@ -113,7 +116,6 @@ class MultiStreamSession:
                 results[stream_id] = self._nonfinite(stream_id)
                 continue
             stream.window.extend(embeddings[stream.slot])
-            stream.frames += embeddings.shape[1]
             results[stream_id] = embeddings[stream.slot]
         return results
 
