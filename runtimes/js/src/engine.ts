@@ -5,7 +5,7 @@
  * library (onnxruntime in ort.ts, LiteRT.js in litert.ts) implements this small interface.
  */
 import type { LoadedArtifact } from "./artifact.js";
-import { BackendUnavailableError } from "./errors.js";
+import { ArtifactError, BackendUnavailableError } from "./errors.js";
 import type { Manifest } from "./manifest.js";
 
 /** One step's results; its next states are held until the session commits or discards them. */
@@ -25,8 +25,6 @@ export interface StepOutput {
 export interface Engine {
   /** The backend as the user named it ('wasm', 'webgpu', 'cpu', 'litert-wasm', ...). */
   readonly backend: string;
-  /** The step graph also runs the head (its logits see the last frames_per_clip embeddings). */
-  readonly fused: boolean;
   /** Bytes the states take (the embedding window included on a fused graph). */
   readonly stateBytes: number;
   /** Initial states; the old ones are freed once `idle` resolves (a step may still read them). */
@@ -75,4 +73,18 @@ export function allFinite(data: Float32Array): boolean {
 /** Number of values of a shape. */
 export function size(shape: readonly number[]): number {
   return shape.reduce((a, d) => a * d, 1);
+}
+
+/** The names a graph must have: the manifest's inputs exactly, its outputs at least; a
+ * one-line error naming the first difference otherwise. */
+export function checkNames(file: string, where: string, inputs: readonly string[], outputs: readonly string[],
+  expectedInputs: readonly string[], expectedOutputs: readonly string[]): void {
+  const problems = [
+    ...expectedInputs.filter((n) => !inputs.includes(n)).map((n) => `${file} has no input '${n}'`),
+    ...inputs.filter((n) => !expectedInputs.includes(n)).map((n) => `${file} input '${n}' is not in the manifest`),
+    ...expectedOutputs.filter((n) => !outputs.includes(n)).map((n) => `${file} has no output '${n}'`),
+  ];
+  if (problems.length) {
+    throw new ArtifactError(`${where}: the manifest does not match the graph (${problems[0]}); re-export the artifact`);
+  }
 }

@@ -13,7 +13,7 @@
 import type * as litert from "@litertjs/core";
 
 import type { LoadedArtifact } from "./artifact.js";
-import { type Engine, type StepOutput, inputDims, size } from "./engine.js";
+import { type Engine, type StepOutput, checkNames, inputDims, size } from "./engine.js";
 import { ArtifactError, BackendUnavailableError, GrwEdgeError, InputShapeError, firstLine } from "./errors.js";
 import type { Manifest } from "./manifest.js";
 
@@ -60,8 +60,6 @@ class LiteRtEngine implements Engine {
     this.graphShape = manifest.input.shape;
     this.toGraph = layoutTransform(manifest);
   }
-
-  readonly fused = false;
 
   get stateBytes(): number {
     return this.manifest.states.reduce((sum, s) => sum + 4 * size(s.shape), 0);
@@ -293,18 +291,9 @@ export async function openLiteRt(artifact: LoadedArtifact, lib: LiteRtModule, op
 /** The manifest and the step must name the same tensors, states the same shapes. */
 function checkStep(manifest: Manifest, step: litert.SignatureRunner, where: string): void {
   const inputs = new Map(step.getInputDetails().map((d) => [d.name, d]));
-  const outputs = new Set(step.getOutputDetails().map((d) => d.name));
-  const expectedInputs = [manifest.input.name, ...manifest.states.map((s) => s.input)];
-  const expectedOutputs = [manifest.step.outputs.embeddings, ...manifest.states.map((s) => s.output)];
-  const problems = [
-    ...expectedInputs.filter((n) => !inputs.has(n)).map((n) => `${manifest.step.file} has no input '${n}'`),
-    ...[...inputs.keys()].filter((n) => !expectedInputs.includes(n))
-      .map((n) => `${manifest.step.file} input '${n}' is not in the manifest`),
-    ...expectedOutputs.filter((n) => !outputs.has(n)).map((n) => `${manifest.step.file} has no output '${n}'`),
-  ];
-  if (problems.length) {
-    throw new ArtifactError(`${where}: the manifest does not match the graph (${problems[0]}); re-export the artifact`);
-  }
+  checkNames(manifest.step.file, where, [...inputs.keys()], step.getOutputDetails().map((d) => d.name),
+    [manifest.input.name, ...manifest.states.map((s) => s.input)],
+    [manifest.step.outputs.embeddings, ...manifest.states.map((s) => s.output)]);
   for (const state of manifest.states) {
     const shape = Array.from(inputs.get(state.input)!.shape);
     if (shape.join() !== state.shape.join()) {

@@ -6,7 +6,7 @@
 import type * as ort from "onnxruntime-common";
 
 import type { LoadedArtifact } from "./artifact.js";
-import { type Engine, type StepOutput, allFinite, size, targetRuntime } from "./engine.js";
+import { type Engine, type StepOutput, allFinite, checkNames, size, targetRuntime } from "./engine.js";
 import { ArtifactError, BackendUnavailableError, GrwEdgeError, firstLine } from "./errors.js";
 import type { Manifest, StateEntry } from "./manifest.js";
 
@@ -48,10 +48,6 @@ class OrtEngine implements Engine {
     private readonly headSession: ort.InferenceSession,
     readonly backend: string,
   ) {}
-
-  get fused(): boolean {
-    return this.graph.logits !== undefined;
-  }
 
   get stateBytes(): number {
     return this.graph.states.reduce((sum, s) => sum + 4 * size(s.shape), 0);
@@ -158,19 +154,9 @@ function graphOptions(options: OrtOptions, states: StateEntry[]): ort.InferenceS
 /** The manifest and the graph must name the same inputs and outputs, states the same shapes. */
 function checkGraph(manifest: Manifest, graph: Graph, where: string): void {
   const { session, file } = graph;
-  const inputs = new Set(session.inputNames);
-  const outputs = new Set(session.outputNames);
-  const expectedInputs = [manifest.input.name, ...graph.states.map((s) => s.input)];
-  const expectedOutputs = [graph.embeddings, ...(graph.logits ? [graph.logits] : []),
-    ...graph.states.map((s) => s.output)];
-  const problems = [
-    ...expectedInputs.filter((n) => !inputs.has(n)).map((n) => `${file} has no input '${n}'`),
-    ...[...inputs].filter((n) => !expectedInputs.includes(n)).map((n) => `${file} input '${n}' is not in the manifest`),
-    ...expectedOutputs.filter((n) => !outputs.has(n)).map((n) => `${file} has no output '${n}'`),
-  ];
-  if (problems.length) {
-    throw new ArtifactError(`${where}: the manifest does not match the graph (${problems[0]}); re-export the artifact`);
-  }
+  checkNames(file, where, session.inputNames, session.outputNames,
+    [manifest.input.name, ...graph.states.map((s) => s.input)],
+    [graph.embeddings, ...(graph.logits ? [graph.logits] : []), ...graph.states.map((s) => s.output)]);
   const metadata = (session as { inputMetadata?: readonly ort.InferenceSession.ValueMetadata[] }).inputMetadata;
   if (!metadata) return;
   const byName = new Map(metadata.map((m) => [m.name, m]));
