@@ -39,9 +39,7 @@ class StreamingSession(ABC):
 
     def __init__(self, artifact: str | Path, manifest: Manifest | None = None, *,
                  on_nonfinite: str = "raise") -> None:
-        if on_nonfinite not in ON_NONFINITE:
-            raise InputShapeError(f"on_nonfinite must be one of {ON_NONFINITE}, got "
-                                  f"{on_nonfinite!r}")
+        check_on_nonfinite(on_nonfinite)
         self.artifact = Path(artifact)
         self.manifest = manifest or read_manifest(self.artifact)
         self.on_nonfinite = on_nonfinite
@@ -276,6 +274,12 @@ class StreamingSession(ABC):
             raise InputShapeError(f"raw frames must be uint8 {wanted}, got {array.shape}")
         frames = preprocess(array, resize=self._resize, crop=self._resolution)
         return frames.transpose(0, 2, 1, 3, 4)  # (B, t, 3, R, R) -> (B, 3, t, R, R)
+
+
+def check_on_nonfinite(policy: str) -> None:
+    """A one-line error unless ``policy`` is one of ``ON_NONFINITE``."""
+    if policy not in ON_NONFINITE:
+        raise InputShapeError(f"on_nonfinite must be one of {ON_NONFINITE}, got {policy!r}")
 
 
 def _rows(mask: np.ndarray, value: np.ndarray) -> np.ndarray:

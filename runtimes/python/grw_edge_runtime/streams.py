@@ -30,7 +30,7 @@ from grw_edge_runtime.errors import (
     NonFiniteOutputError,
 )
 from grw_edge_runtime.selftest import SelfTestReport, run_self_test, self_test_steps
-from grw_edge_runtime.session import ON_NONFINITE, StreamingSession
+from grw_edge_runtime.session import StreamingSession, check_on_nonfinite
 
 
 @dataclass
@@ -59,9 +59,7 @@ class MultiStreamSession:
 
     def join(self, on_nonfinite: str = "raise") -> int:
         """A new stream in a free slot, from the initial states; returns its id."""
-        if on_nonfinite not in ON_NONFINITE:
-            raise InputShapeError(f"on_nonfinite must be one of {ON_NONFINITE}, got "
-                                  f"{on_nonfinite!r}")
+        check_on_nonfinite(on_nonfinite)
         used = {stream.slot for stream in self.streams.values()}
         free = next((slot for slot in range(self.slots) if slot not in used), None)
         if free is None:
