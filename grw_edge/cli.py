@@ -138,7 +138,11 @@ def info_command(checkpoint: str, as_json: bool) -> None:
               "coreml: .mlpackage files.")
 @click.option("--out", type=click.Path(file_okay=False), help="Artifact directory "
               "[default: <backbone>-<target>].")
-@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Streams (rows) a step takes: the slots of a multi-stream session.")
+@click.option("--dynamic-batch", is_flag=True, help="onnx, tensorrt: the graphs take any batch "
+              "from 1 to --batch, so a multi-stream session runs only the slots in use "
+              "(TensorRT: an optimisation profile over the batch).")
 @click.option("--frames-per-step", type=click.IntRange(min=1), default=1, show_default=True,
               help="Frames each streaming step takes.")
 @click.option("--resolution", type=click.IntRange(min=32), default=None,
@@ -652,8 +656,10 @@ def train_command(backbone: str, data: str, out: str, split: str, init: str | No
               help="Comma-separated precisions (fp32, fp16, bf16) of the torch rows (eager, "
                    "session, graph replay) and of --streams; the other backends run float32.")
 @click.option("--streams", "slots", default=None, help="Instead of latency: how many "
-              "camera streams one MultiStreamSession (torch) serves at 5 and 30 fps, from a "
-              "tick of each of these comma-separated slot counts, e.g. 1,8,64.")
+              "camera streams one MultiStreamSession serves at 5 and 30 fps, from a tick of "
+              "each of these comma-separated live-stream counts, e.g. 1,8,64 (--backends "
+              "torch [default], onnxruntime, tensorrt: the latter two on a --dynamic-batch "
+              "artifact with as many slots as the largest count).")
 def bench_command(backbones: str, backends: str | None, device: str, threads: int,
                   repeats: int, resolution: int | None, frames: int | None,
                   json_path: str | None, markdown_path: str | None, plot_dir: str | None,
@@ -672,9 +678,15 @@ def bench_command(backbones: str, backends: str | None, device: str, threads: in
     if slots:
         from grw_edge.benchmarks import streams
 
+        chosen = tuple(name.strip() for name in (backends or "torch").split(",")
+                       if name.strip())
+        unknown = sorted(set(chosen) - set(streams.BACKENDS))
+        if unknown:
+            raise click.ClickException(f"--streams runs on {', '.join(streams.BACKENDS)}; "
+                                       f"not {', '.join(unknown)}")
         rows = streams.run_streams(names, _positive_ints(slots, "--streams"), device=device,
                                    resolution=resolution, repeats=repeats,
-                                   precisions=chosen_precisions)
+                                   precisions=chosen_precisions, backends=chosen)
         results, text = {"streams": rows}, streams.report_text(rows, device=device)
         markdown = streams.report_text(rows, device=device, markdown=True)
     else:

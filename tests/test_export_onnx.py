@@ -152,6 +152,8 @@ def test_export_refuses_bad_requests_and_leaves_nothing(tmp_path):
     model = small_random_model("movineta3b")
     with pytest.raises(ExportError, match="no fused streaming form"):
         export(model, "onnx", tmp_path / "fused3b", resolution=32, fused=True)
+    with pytest.raises(ExportError, match="--dynamic-batch needs --batch of at least 2"):
+        export(model, "onnx", tmp_path / "b1", resolution=32, dynamic_batch=True)
     with pytest.raises(ExportError, match="unknown target 'tflite'"):
         export(model, "tflite", tmp_path / "x")
     (tmp_path / "taken").mkdir()

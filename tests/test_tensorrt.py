@@ -84,6 +84,11 @@ def test_target_options_are_checked(tmp_path):
                                       str(tmp_path / "x")])
     assert result.exit_code == 1 and "--stateful does not apply to --target onnx" in \
         result.output
+    result = CliRunner().invoke(cli, ["export", "--backbone", "movineta0s", "--random-init",
+                                      "--target", "litert", "--batch", "2", "--dynamic-batch",
+                                      "--out", str(tmp_path / "x")])
+    assert result.exit_code == 1 and "--dynamic-batch does not apply to --target litert" in \
+        result.output
 
 
 @pytest.mark.gpu

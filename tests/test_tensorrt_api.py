@@ -9,13 +9,18 @@ and record every call, so a name that does not exist in a version fails as it wo
 Whether 11.x still lists ``STRONGLY_TYPED`` does not matter: the builder must not read it
 there, so the 11.x fake leaves it out.
 """
+import ctypes
 import enum
 import json
 import shutil
+import sys
 import types
 
+import numpy as np
 import pytest
 import torch
+
+from grw_edge.exporters import export
 
 from grw_edge.exporters.tensorrt import (
     build_engines,
@@ -176,16 +181,172 @@ def test_the_manifest_records_lines_for_the_installed_tensorrt(artifacts, tmp_pa
         assert all("--stronglyTyped" in line for line in engine["trtexec_tensorrt10"])
 
 
-def test_the_tensorrt_session_flags_non_finite_states_per_stream():
-    """The per-stream finite flags MultiStreamSession reads, on CPU tensors standing in for
-    the device buffers (the session itself needs a GPU)."""
+class OnnxEngine:
+    """A FAKE ``ICudaEngine`` whose serialized form is the ONNX graph it was built from:
+    onnxruntime computes what the engine would, and the context reads and writes the
+    memory at the addresses the session gives it, with the shapes it sets (CPU tensors
+    stand in for device memory), so wrong shapes, addresses or buffer roles show up as
+    wrong numbers.  Dynamic axes must be set with ``set_input_shape`` before a run, as in
+    TensorRT."""
+
+    def __init__(self, trt, data: bytes):
+        import onnxruntime as ort
+
+        self.trt, self.session = trt, ort.InferenceSession(data)
+        self.inputs = {i.name: i.shape for i in self.session.get_inputs()}
+        self.outputs = [o.name for o in self.session.get_outputs()]
+        self.num_io_tensors = len(self.inputs) + len(self.outputs)
+
+    def get_tensor_name(self, index: int) -> str:
+        return [*self.inputs, *self.outputs][index]
+
+    def get_tensor_dtype(self, name: str):
+        return self.trt.float32
+
+    def create_execution_context(self):
+        return OnnxContext(self)
+
+
+class OnnxContext:
+    """The FAKE execution context of an :class:`OnnxEngine` (see there)."""
+
+    def __init__(self, engine: OnnxEngine):
+        self.engine, self.addresses, self.runs = engine, {}, []
+        self.shapes = {name: shape for name, shape in engine.inputs.items()
+                       if all(isinstance(d, int) for d in shape)}
+
+    def set_input_shape(self, name: str, shape) -> bool:
+        static = self.engine.inputs[name]
+        assert all(isinstance(d, str) or d == n for d, n in zip(static, shape)), (name, shape)
+        self.shapes[name] = list(shape)
+        return True
+
+    def set_tensor_address(self, name: str, address: int) -> bool:
+        self.addresses[name] = address
+        return True
+
+    def _input_shapes(self) -> dict:
+        missing = sorted(set(self.engine.inputs) - set(self.shapes))
+        assert not missing, f"input shapes not set: {missing}"
+        return {name: self.shapes[name] for name in self.engine.inputs}
+
+    def get_tensor_shape(self, name: str):
+        if name in self.engine.inputs:
+            return self.shapes[name]
+        zeros = {k: np.zeros(v, np.float32) for k, v in self._input_shapes().items()}
+        return self.engine.session.run([name], zeros)[0].shape
+
+    def execute_async_v3(self, stream_handle: int) -> bool:
+        feeds = {name: _at(self.addresses[name], shape).copy()
+                 for name, shape in self._input_shapes().items()}
+        results = self.engine.session.run(self.engine.outputs, feeds)
+        for name, value in zip(self.engine.outputs, results):
+            np.copyto(_at(self.addresses[name], value.shape), value)
+        self.runs.append(self.shapes[next(iter(self.engine.inputs))][0])
+        return True
+
+
+def _at(address: int, shape) -> np.ndarray:
+    """The float32 array of ``shape`` at ``address``."""
+    return np.ctypeslib.as_array(ctypes.cast(address, ctypes.POINTER(ctypes.c_float)),
+                                 shape=tuple(shape))
+
+
+def fake_tensorrt_runtime(version: str) -> types.ModuleType:
+    """The fake API of ``fake_tensorrt`` plus a runtime that deserializes OnnxEngines."""
+    trt = fake_tensorrt(version, [])
+    trt.float32, trt.float16, trt.int32, trt.int64, trt.int8, trt.bool = range(6)
+    trt.Runtime = type("Runtime", (), {
+        "__init__": lambda self, logger: None,
+        "deserialize_cuda_engine": lambda self, data: OnnxEngine(trt, data)})
+    return trt
+
+
+@pytest.fixture
+def tensorrt_on_cpu(monkeypatch):
+    """The fake TensorRT runtime, and torch told a GPU is there (buffers stay on the CPU)."""
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt_runtime("10.13.3"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_stream",
+                        lambda *_: types.SimpleNamespace(cuda_stream=0))
+
+
+def with_fake_engines(artifact, directory):
+    """A copy of a TensorRT artifact whose 'engines' are its ONNX graphs (OnnxEngine)."""
+    directory = shutil.copytree(artifact, directory)
+    manifest = read_manifest(directory)
+    for role in ("step", "head"):
+        shutil.copy(directory / getattr(manifest, role)["file"], directory / f"{role}.engine")
+    manifest.engine = {"built": True, "step": "step.engine", "head": "head.engine"}
+    manifest.files = None
+    manifest.write(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def dynamic_tensorrt_artifact(tmp_path_factory):
+    """A 3-slot A0S TensorRT artifact with a batch profile (--dynamic-batch), no engines."""
+    from tests.conftest import small_random_model
+
+    return export(small_random_model("movineta0s"), "tensorrt",
+                  tmp_path_factory.mktemp("trt") / "a0s", batch=3, resolution=32,
+                  parity_frames=2, include_reference=False, dynamic_batch=True)
+
+
+def test_a_batch_profile_covers_every_step_input(dynamic_tensorrt_artifact, tmp_path,
+                                                 monkeypatch, gpu_facts):
+    manifest = read_manifest(dynamic_tensorrt_artifact)
+    assert manifest.batch_range == (1, 3) and not manifest.engine["built"]
+    step_inputs = [manifest.input["name"], *(s.input for s in manifest.states)]
+    step_line, head_line = manifest.engine["trtexec"]
+    for kind, batch in (("min", 1), ("opt", 3), ("max", 3)):
+        shapes = dict(item.split(":") for item in
+                      step_line.split(f"--{kind}Shapes=")[1].split()[0].split(","))
+        assert list(shapes) == step_inputs
+        assert {dims.split("x")[0] for dims in shapes.values()} == {str(batch)}
+        assert f"--{kind}Shapes=embeddings:{batch}x" in head_line
+    calls = []
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt("11.4.1", calls))
+    directory = shutil.copytree(dynamic_tensorrt_artifact, tmp_path / "a0s")
+    build_engines(directory, read_manifest(directory))
+    profiled = [args[0] for name, args, _ in calls if name == "profile.set_shape"]
+    assert profiled == [*step_inputs, manifest.head["input"]]
+
+
+def test_streams_on_the_tensorrt_session_equal_each_stream_alone(
+        dynamic_tensorrt_artifact, tmp_path, tensorrt_on_cpu):
+    """MultiStreamSession on the TensorRT session (fake engines, see OnnxEngine): a tick
+    runs only the rows up to the highest slot in use, and every stream's embeddings and
+    logits equal the same stream alone on onnxruntime."""
+    import grw_edge_runtime
+    from grw_edge_runtime import MultiStreamSession
     from grw_edge_runtime.tensorrt import TensorRTSession
 
-    session = TensorRTSession.__new__(TensorRTSession)
-    session._torch, session._batch = torch, 3
-    session._next = {"a": torch.zeros(3, 4), "b": torch.zeros(3, 2, 2)}
-    session._next["b"][1, 1, 0] = float("nan")
-    assert session._pending_rows_finite().tolist() == [True, False, True]
-    assert not session._pending_states_finite()
-    session._next = {}
-    assert session._pending_states_finite()
+    directory = with_fake_engines(dynamic_tensorrt_artifact, tmp_path / "a0s")
+    session = TensorRTSession(directory, device="cpu")
+    streams = MultiStreamSession(session)
+    rng = np.random.default_rng(0)
+    frames = rng.random((2, 6, 3, 32, 32), dtype=np.float32)
+    a = streams.join()
+    got = {0: [], 1: []}
+    for tick in range(6):
+        if tick == 2:
+            b = streams.join()
+        live = {0: a} if tick < 2 else {0: a, 1: b}
+        out = streams.push({i: frames[k, tick] for k, i in live.items()})
+        for k, i in live.items():
+            got[k].append(out[i])
+    assert session._step[1].runs == [1, 1, 2, 2, 2, 2]
+    for k, steps in got.items():
+        alone = MultiStreamSession(grw_edge_runtime.open(dynamic_tensorrt_artifact,
+                                                         "onnxruntime"))
+        only = alone.join()
+        for tick, embeddings in zip(range(2 * k, 6), steps):
+            expected = alone.push({only: frames[k, tick]})[only]
+            assert np.abs(embeddings - expected).max() <= 1e-5
+        logits = streams.classify(a if k == 0 else b)
+        assert np.abs(logits - alone.classify(only)).max() <= 1e-4
+    session.start_from({name: np.concatenate([v[:1], v[1:2] * np.nan, v[2:]])
+                        for name, v in session.states().items()})
+    out = streams.push({a: frames[0, 0], b: frames[1, 0]})
+    assert out[a].shape == (1, 64) and "stream 1" in str(out[b])

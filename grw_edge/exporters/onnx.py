@@ -70,17 +70,23 @@ SYMMETRIC_INT8_TARGETS = frozenset({"tensorrt"})
 
 
 def export(model: GrwVideoClassifier, out: str | Path, options: ExportOptions, *,
-           opset: int = DEFAULT_OPSET, mobile: bool = False) -> Path:
-    """Write an ONNX artifact for ``model`` to ``out`` and return its path."""
-    return write_artifact(model, out, options, opset=opset, mobile=mobile)
+           opset: int = DEFAULT_OPSET, mobile: bool = False, dynamic_batch: bool = False) -> Path:
+    """Write an ONNX artifact for ``model`` to ``out`` and return its path; with
+    ``dynamic_batch`` the graphs take any batch from 1 to ``options.batch``."""
+    return write_artifact(model, out, options, opset=opset, mobile=mobile,
+                          dynamic_batch=dynamic_batch)
 
 
 def write_artifact(model: GrwVideoClassifier, out: str | Path, options: ExportOptions, *,
-                   opset: int, mobile: bool = False, target: str = TARGET,
+                   opset: int, mobile: bool = False, dynamic_batch: bool = False,
+                   target: str = TARGET,
                    finish: Callable[[Path, Manifest], None] | None = None) -> Path:
     """The ONNX artifact pipeline: graphs, precision, mobile format, parity; ``finish``
     lets a target built on ONNX (TensorRT) add its files before the directory is final."""
     options.validate()
+    if dynamic_batch and options.batch < 2:
+        raise ExportError("--dynamic-batch needs --batch of at least 2: the largest batch the "
+                          "graphs take (a session's stream slots)")
     model = model.eval()
     reduced = options.precision != "fp32"
     stages = Stages(["graphs", *([options.precision] if reduced else []),
@@ -89,7 +95,8 @@ def write_artifact(model: GrwVideoClassifier, out: str | Path, options: ExportOp
     try:
         with artifact_directory(out, overwrite=options.overwrite) as staging:
             stages.start("ONNX graphs")
-            manifest = write_onnx_graphs(model, staging, options, opset=opset, target=target)
+            manifest = write_onnx_graphs(model, staging, options, opset=opset, target=target,
+                                         dynamic_batch=dynamic_batch)
             write_common_files(model, staging, options)
             stages.done()
             if reduced:
@@ -157,14 +164,17 @@ def half_precision_io(manifest: Manifest) -> None:
 
 
 def write_onnx_graphs(model: GrwVideoClassifier, directory: Path, options: ExportOptions, *,
-                      opset: int, target: str = TARGET) -> Manifest:
-    """Export the step (or whole-clip model), the head and, if asked, the fused model."""
+                      opset: int, target: str = TARGET, dynamic_batch: bool = False) -> Manifest:
+    """Export the step (or whole-clip model), the head and, if asked, the fused model;
+    ``dynamic_batch``: every graph's batch axis takes 1 to ``options.batch`` rows."""
     folded = fold_for_inference(model)
     spec = model.backbone_spec
     side = options.resolution or spec.resolution
     embed_dim = model.head_config.embed_dim
     head_input = torch.zeros(options.batch, 2, embed_dim)
     window = torch.export.Dim("window", min=1, max=4096)
+    # traced at the largest batch: an example batch of 1 would fix the axis to 1
+    batch = {0: torch.export.Dim("batch", min=1, max=options.batch)} if dynamic_batch else {}
 
     states = []
     if spec.causal:
@@ -175,7 +185,8 @@ def write_onnx_graphs(model: GrwVideoClassifier, directory: Path, options: Expor
         frames = torch.zeros(options.batch, 3, options.frames_per_step, side, side)
         export_graph(step, (frames, *initial_states(specs)), directory / "step.onnx",
                      input_names=[FRAMES_INPUT, *(s.input for s in states)],
-                     output_names=[EMBEDDINGS_OUTPUT, *(s.output for s in states)], opset=opset)
+                     output_names=[EMBEDDINGS_OUTPUT, *(s.output for s in states)], opset=opset,
+                     dynamic_shapes=(batch, tuple(batch for _ in specs)) if batch else None)
     else:
         if options.fused:
             raise ExportError(f"{spec.name} is a whole-clip backbone: it has no fused "
@@ -184,10 +195,11 @@ def write_onnx_graphs(model: GrwVideoClassifier, directory: Path, options: Expor
         export_graph(ClipEmbedder(folded.video_backbone),
                      (torch.zeros(options.batch, 3, 4, side, side),), directory / "step.onnx",
                      input_names=[FRAMES_INPUT], output_names=[EMBEDDINGS_OUTPUT], opset=opset,
-                     dynamic_shapes=({2: clip},))
+                     dynamic_shapes=({**batch, 2: clip},))
     head = ClassifierHead(folded)
     export_graph(head, (head_input,), directory / "head.onnx", input_names=[EMBEDDINGS_OUTPUT],
-                 output_names=[LOGITS_OUTPUT], opset=opset, dynamic_shapes=({1: window},))
+                 output_names=[LOGITS_OUTPUT], opset=opset,
+                 dynamic_shapes=({**batch, 1: window},))
 
     manifest = base_manifest(
         model, target=target, options=options, states=states,
@@ -195,13 +207,15 @@ def write_onnx_graphs(model: GrwVideoClassifier, directory: Path, options: Expor
               "opset": opset},
         head={"file": "head.onnx", "input": EMBEDDINGS_OUTPUT, "output": LOGITS_OUTPUT,
               "shape": [options.batch, DYNAMIC, embed_dim]})
+    if dynamic_batch:
+        manifest.input["batch_range"] = [1, options.batch]
     if options.fused:
-        manifest.fused = write_fused(folded, directory, specs, options, opset=opset)
+        manifest.fused = write_fused(folded, directory, specs, options, opset=opset, batch=batch)
     return manifest
 
 
 def write_fused(folded: GrwVideoClassifier, directory: Path, specs, options: ExportOptions, *,
-                opset: int) -> dict:
+                opset: int, batch: dict) -> dict:
     """The per-frame classifier: step + head with the embedding window as one more state."""
     spec = folded.backbone_spec
     side = options.resolution or spec.resolution
@@ -213,7 +227,8 @@ def write_fused(folded: GrwVideoClassifier, directory: Path, specs, options: Exp
     export_graph(fused, (frames, *initial_states(all_specs)), directory / "fused.onnx",
                  input_names=[FRAMES_INPUT, *(s.name for s in all_specs)],
                  output_names=[LOGITS_OUTPUT, EMBEDDINGS_OUTPUT,
-                               *(s.name + NEXT_SUFFIX for s in all_specs)], opset=opset)
+                               *(s.name + NEXT_SUFFIX for s in all_specs)], opset=opset,
+                 dynamic_shapes=(batch, tuple(batch for _ in all_specs)) if batch else None)
     return {"file": "fused.onnx", "outputs": {"logits": LOGITS_OUTPUT,
                                               "embeddings": EMBEDDINGS_OUTPUT},
             "window_state": state_entry(window, window.name, window.name + NEXT_SUFFIX).__dict__,

@@ -58,14 +58,17 @@ CONSTANT_INPUTS = {("Conv", 1), ("ConvTranspose", 1), ("Slice", 3), ("Squeeze", 
 
 
 def export(model: GrwVideoClassifier, out: str | Path, options: ExportOptions, *,
-           opset: int = DEFAULT_OPSET, workspace_gib: float = DEFAULT_WORKSPACE_GIB) -> Path:
-    """Write a TensorRT artifact: ready ONNX graphs, plus engines if this machine can build."""
+           opset: int = DEFAULT_OPSET, workspace_gib: float = DEFAULT_WORKSPACE_GIB,
+           dynamic_batch: bool = False) -> Path:
+    """Write a TensorRT artifact: ready ONNX graphs, plus engines if this machine can build;
+    ``dynamic_batch``: engines with an optimisation profile over batches 1 to ``batch``."""
     if opset > MAX_OPSET:
         raise ExportError(f"TensorRT parses ONNX opsets up to {MAX_OPSET}; use --opset "
                           f"{MAX_OPSET} or lower")
     finish = functools.partial(finish_tensorrt, workspace_gib=workspace_gib,
                                name=Path(out).name)
-    return write_artifact(model, out, options, opset=opset, target=TARGET, finish=finish)
+    return write_artifact(model, out, options, opset=opset, target=TARGET, finish=finish,
+                          dynamic_batch=dynamic_batch)
 
 
 def finish_tensorrt(directory: Path, manifest: Manifest, *, workspace_gib: float,
@@ -198,17 +201,29 @@ def network_flags(trt) -> int:
     return 1 << int(flag)
 
 
-def _dynamic_profile(manifest: Manifest) -> dict[str, list[list[int]]]:
-    """min/opt/max shapes of the inputs with a dynamic axis (the head's window, the clip's
-    frames); the maximum is the backbone's clip length."""
+def _dynamic_profile(manifest: Manifest) -> dict[str, dict[str, list[list[int]]]]:
+    """min/opt/max shapes of every input with a dynamic axis, by graph role: the head's
+    window and the clip's frames (up to the backbone's clip length) and, in artifacts
+    exported with --dynamic-batch, the batch of every input (opt: the largest batch, so
+    that a full multi-stream tick runs at the engine's best)."""
+    low_batch, high_batch = manifest.batch_range
     window = manifest.frames_per_clip
+    r = manifest.resolution
+
+    def over_batch(shape: list[int]) -> list[list[int]]:
+        return [[low_batch, *shape], [high_batch, *shape], [high_batch, *shape]]
+
     embeddings = manifest.head["input"]
-    head = [[manifest.batch, n, manifest.embed_dim] for n in (1, window, window)]
-    profiles = {"head": {embeddings: head}}
+    profiles = {"head": {embeddings: [[low_batch, 1, manifest.embed_dim],
+                                      [high_batch, window, manifest.embed_dim],
+                                      [high_batch, window, manifest.embed_dim]]}}
+    frames = manifest.input["name"]
     if manifest.mode == "clip":
-        r = manifest.resolution
-        profiles["step"] = {manifest.input["name"]: [[manifest.batch, 3, n, r, r]
-                                                     for n in (2, window, window)]}
+        profiles["step"] = {frames: [[low_batch, 3, 2, r, r], [high_batch, 3, window, r, r],
+                                     [high_batch, 3, window, r, r]]}
+    elif low_batch < high_batch:
+        profiles["step"] = {frames: over_batch([3, manifest.frames_per_step, r, r]),
+                            **{s.input: over_batch(s.shape[1:]) for s in manifest.states}}
     return profiles
 
 
@@ -220,13 +235,14 @@ def trtexec_commands(manifest: Manifest, workspace_gib: float, *,
     lines = []
     profiles = _dynamic_profile(manifest)
     for role, graph in zip(("step", "head"), graph_files(manifest)):
-        shapes = ""
-        for name, (low, opt, high) in profiles.get(role, {}).items():
-            shapes = "".join(f" --{kind}Shapes={name}:{'x'.join(map(str, dims))}"
-                             for kind, dims in (("min", low), ("opt", opt), ("max", high)))
+        shapes = profiles.get(role, {})
+        ranges = "".join(
+            f" --{kind}Shapes=" + ",".join(f"{name}:{'x'.join(map(str, dims[i]))}"
+                                           for name, dims in shapes.items())
+            for i, kind in enumerate(("min", "opt", "max"))) if shapes else ""
         lines.append(f"trtexec --onnx={graph} --saveEngine={Path(graph).stem}.engine"
                      f"{flags} --memPoolSize=workspace:{int(workspace_gib * 1024)}M"
-                     f" --timingCacheFile={TIMING_CACHE}{shapes}")
+                     f" --timingCacheFile={TIMING_CACHE}{ranges}")
     return lines
 
 

@@ -170,7 +170,7 @@ class TorchSession(StreamingSession):
         super().__init__(artifact, manifest, on_nonfinite=on_nonfinite)
         self.device, graphs = resolve_device(device, cuda_graphs)
         self.dtype = resolve_precision(precision)
-        self._batch = batch or self._batch
+        self._batch = self._min_rows = batch or self._batch  # fixed-shape graphs
         if model is None:
             reference = (self.manifest.reference or {}).get("file")
             if not reference or not (self.artifact / reference).is_file():

@@ -97,6 +97,13 @@ class Manifest:
         return self.input_size("N")
 
     @property
+    def batch_range(self) -> tuple[int, int]:
+        """The smallest and largest batch the graphs take: ``(batch, batch)`` unless the
+        artifact was exported with --dynamic-batch (``input.batch_range``)."""
+        low, high = self.input.get("batch_range", (self.batch, self.batch))
+        return int(low), int(high)
+
+    @property
     def frames_per_step(self) -> int:
         return self.input_size("T")
 
@@ -166,6 +173,13 @@ def read_manifest(artifact: str | Path) -> Manifest:
                               "engine", "producer", "selftest", "files"}
     manifest = Manifest(**{key: value for key, value in data.items() if key in known
                            and key != "states"}, states=states)
+    batch_range = manifest.input.get("batch_range")
+    if batch_range is not None and not (
+            isinstance(batch_range, list) and len(batch_range) == 2
+            and all(isinstance(n, int) for n in batch_range)
+            and 1 <= batch_range[0] <= batch_range[1] == manifest.batch):
+        raise ArtifactError(f"{path}: input.batch_range must be [smallest, {manifest.batch}] "
+                            f"(the input's batch), got {batch_range}")
     if manifest.files is not None and not isinstance(manifest.files, dict):
         raise ArtifactError(f"{path}: field 'files' has the wrong type")
     _check_files(manifest, directory)

@@ -67,6 +67,7 @@ class OnnxRuntimeSession(StreamingSession):
         super().__init__(artifact, manifest, on_nonfinite=on_nonfinite)
         import onnxruntime as ort
 
+        self._min_rows = self.manifest.batch_range[0]
         options = session_options(ort, threads=threads, memory=memory)
         providers = _providers(device)
         details = self.manifest.precision_details or {}
@@ -81,7 +82,7 @@ class OnnxRuntimeSession(StreamingSession):
         self._input_dtype = np.dtype(self.manifest.input.get("dtype", "float32"))
         self._head_dtype = np.dtype(self.manifest.head.get("dtype", "float32"))
         if self.streaming:
-            self._bindings = self._bind_step(ort)
+            self._allocate_step_buffers()
         self.reset()
 
     def _open(self, ort, name: str, options, providers):
@@ -109,32 +110,51 @@ class OnnxRuntimeSession(StreamingSession):
         if problems:
             raise ArtifactError(f"{self.artifact}: the manifest does not match the graph "
                                 f"({problems[0]}); re-export the artifact")
+        frames = self.manifest.input["name"]
+        if self._min_rows < self._batch and not isinstance(inputs[frames][0], str):
+            raise ArtifactError(f"{self.artifact}: the manifest gives a batch range "
+                                f"{list(self.manifest.batch_range)}, but {graph} fixes the "
+                                f"batch to {inputs[frames][0]}; re-export the artifact")
         for state in self.manifest.states:
-            if list(inputs[state.input]) != list(state.shape):
+            shape = list(inputs[state.input])
+            if isinstance(shape[0], str):  # a named (dynamic) batch axis takes the batch
+                shape[0] = state.shape[0]
+            if shape != list(state.shape):
                 raise ArtifactError(f"state {state.name!r}: the manifest says shape "
                                     f"{state.shape}, the graph {inputs[state.input]}")
 
-    def _bind_step(self, ort) -> list:
-        """Two I/O bindings of the step: state set 0 -> 1 and 1 -> 0, same frame buffer."""
-        states = self.manifest.states
+    def _allocate_step_buffers(self) -> None:
+        """Preallocated frame, embedding and two state sets; I/O bindings are made per
+        number of rows run (:meth:`_binding`), all of them views of these buffers."""
         self._frame = np.zeros(self.manifest.input["shape"], self._input_dtype)
         shape = [self._batch, self._step_frames, self.manifest.embed_dim]
         self._step_embeddings = np.zeros(shape, self.manifest.step.get("dtype", "float32"))
-        self._sets = [{s.input: np.zeros(s.shape, s.dtype) for s in states} for _ in range(2)]
+        self._sets = [{s.input: np.zeros(s.shape, s.dtype) for s in self.manifest.states}
+                      for _ in range(2)]
         self._current = 0
-        bindings = []
-        for source, target in ((0, 1), (1, 0)):
-            binding = self._step.io_binding()
-            for name, array in ((self.manifest.input["name"], self._frame),
-                                *((s.input, self._sets[source][s.input]) for s in states)):
-                binding.bind_input(name, "cpu", 0, array.dtype.type, list(array.shape),
-                                   array.ctypes.data)
-            for name, array in ((self._embeddings_output, self._step_embeddings),
-                                *((s.output, self._sets[target][s.input]) for s in states)):
-                binding.bind_output(name, "cpu", 0, array.dtype.type, list(array.shape),
-                                    array.ctypes.data)
-            bindings.append(binding)
-        return bindings
+        self._rows = self._batch  # rows the last step ran
+        self._bindings: dict[int, list] = {}
+
+    def _binding(self, rows: int):
+        """The step bound to the first ``rows`` rows of every buffer, reading the current
+        state set and writing the other (a batch's first rows are contiguous, so a graph
+        with a dynamic batch runs the slots in use in place)."""
+        if rows not in self._bindings:
+            states = self.manifest.states
+            pair = []
+            for source, target in ((0, 1), (1, 0)):
+                binding = self._step.io_binding()
+                for name, array in ((self.manifest.input["name"], self._frame),
+                                    *((s.input, self._sets[source][s.input]) for s in states)):
+                    binding.bind_input(name, "cpu", 0, array.dtype.type, [rows, *array.shape[1:]],
+                                       array.ctypes.data)
+                for name, array in ((self._embeddings_output, self._step_embeddings),
+                                    *((s.output, self._sets[target][s.input]) for s in states)):
+                    binding.bind_output(name, "cpu", 0, array.dtype.type,
+                                        [rows, *array.shape[1:]], array.ctypes.data)
+                pair.append(binding)
+            self._bindings[rows] = pair
+        return self._bindings[rows][self._current]
 
     def _reset_states(self) -> None:
         for state in self.manifest.states:
@@ -150,18 +170,20 @@ class OnnxRuntimeSession(StreamingSession):
             np.copyto(current[s.input], states[s.name], casting="same_kind")
 
     def _run_step(self, frames: np.ndarray) -> np.ndarray:
-        np.copyto(self._frame, frames, casting="same_kind")
-        self._step.run_with_iobinding(self._bindings[self._current])
-        return self._step_embeddings.astype(np.float32)  # a copy: the buffer is reused
+        self._rows = rows = frames.shape[0]
+        np.copyto(self._frame[:rows], frames, casting="same_kind")
+        self._step.run_with_iobinding(self._binding(rows))
+        return self._step_embeddings[:rows].astype(np.float32)  # a copy: the buffer is reused
 
     def _pending_states_finite(self) -> bool:
         return bool(self._pending_rows_finite().all())
 
     def _pending_rows_finite(self) -> np.ndarray:
-        rows = np.ones(self._batch, bool)  # per stream, so one stream's fault is its own
+        flags = np.ones(self._batch, bool)  # per stream, so one stream's fault is its own
+        rows = flags[:self._rows]  # rows the step did not run hold nothing new
         for value in self._sets[1 - self._current].values():
-            rows &= np.isfinite(value).reshape(self._batch, -1).all(axis=1)
-        return rows
+            rows &= np.isfinite(value[:self._rows]).reshape(self._rows, -1).all(axis=1)
+        return flags
 
     def _commit_states(self) -> None:
         self._current = 1 - self._current

@@ -46,6 +46,9 @@ class StreamingSession(ABC):
         self.faults = 0  # steps whose results were not finite (and were dropped)
         self.window = self.manifest.frames_per_clip
         self._batch, self._resolution = self.manifest.batch, self.manifest.resolution
+        # the fewest rows a step or the head may run (MultiStreamSession runs only the
+        # slots in use where the graphs allow it); backends with fixed shapes keep _batch
+        self._min_rows = self._batch
         self._step_frames = self.manifest.frames_per_step if self.streaming else 1
         preprocessing = self.manifest.input.get("preprocess", {})
         self._resize = int(preprocessing.get("resize", [self._resolution])[0])
@@ -187,10 +190,16 @@ class StreamingSession(ABC):
     def _set_states(self, states: dict[str, np.ndarray]) -> None:
         """Replace every state by the float32 value given under its name."""
 
+    def _rows_for(self, count: int) -> int:
+        """How many rows a step or head call runs to serve the first ``count`` rows."""
+        return min(max(count, self._min_rows), self._batch)
+
     @abstractmethod
     def _run_step(self, frames: np.ndarray) -> np.ndarray:
         """(B, 3, t, R, R) float32 -> embeddings (B, t, E); the next states stay pending
-        until :meth:`_commit_states`."""
+        until :meth:`_commit_states`.  Backends whose ``_min_rows`` is below the batch also
+        take the first rows alone (b, 3, t, R, R), b >= ``_min_rows``: the others' states
+        are then left as they were, and their pending ones undefined."""
 
     @abstractmethod
     def _pending_states_finite(self) -> bool:

@@ -4,6 +4,7 @@
     a = streams.join()                          # a stream id; its slot starts from the initial states
     out = streams.push({a: frame_a, b: frame_b})   # one batched step for every live stream
     logits = streams.classify(a)
+    every = streams.classify_many()             # {id: logits}, the head batched over streams
     streams.leave(a)
     report = streams.self_test()               # the artifact's self-test in a free slot
 
@@ -11,14 +12,16 @@ Each stream keeps its own states (a row of the batch), embedding window, fault c
 ``on_nonfinite`` policy: a bad frame or a non-finite result touches only its stream, whose
 entry in the tick's results is then the error (or None after a reset), while the others
 go on.  A live stream without a frame in a tick keeps its states.  Every stream's
-embeddings equal what it would get alone (tests/test_streams.py).
+embeddings equal what it would get alone (tests/test_streams.py).  A stream takes the
+lowest free slot, and where the graphs take a dynamic batch (``export --dynamic-batch``) a
+tick runs only the rows up to the highest slot in use.
 """
 from __future__ import annotations
 
 import itertools
 import warnings
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,9 +101,10 @@ class MultiStreamSession:
             accepted[stream.slot] = True
         if not accepted.any():
             return results
-        embeddings = self.session._run_step(self._frames)
-        finite = self.session._pending_rows_finite() & np.isfinite(embeddings).reshape(
-            self.slots, -1).all(axis=1)
+        rows = self.session._rows_for(1 + max(stream.slot for stream in self.streams.values()))
+        embeddings = self.session._run_step(self._frames[:rows])
+        finite = self.session._pending_rows_finite().copy()
+        finite[:rows] &= np.isfinite(embeddings).reshape(rows, -1).all(axis=1)
         # rows to keep: live streams without an accepted frame, and non-finite results;
         # free slots take whatever came, so a full tick commits all rows at once
         free = np.ones(self.slots, bool)
@@ -119,14 +123,29 @@ class MultiStreamSession:
 
     def classify(self, stream_id: int) -> np.ndarray:
         """Logits (classes,) of the head over the stream's last N embeddings."""
-        stream = self._stream(stream_id)
-        if not stream.window:
-            raise InputShapeError("push at least one frame of this stream before classify()")
-        window = np.stack(stream.window)[None]
-        # every slot gets the window: graphs with a fixed batch take exactly `slots` rows
-        logits = self.session._run_head(np.ascontiguousarray(
-            np.repeat(window, self.slots, axis=0), dtype=np.float32))
-        return logits[0]
+        return self.classify_many([stream_id])[stream_id]
+
+    def classify_many(self, stream_ids: Iterable[int] | None = None) -> dict[int, np.ndarray]:
+        """Logits (classes,) of each stream (default: every live one), the head run once
+        per group of streams with as many embeddings in their windows."""
+        ids = list(self.streams if stream_ids is None else stream_ids)
+        groups: dict[int, list[int]] = {}
+        for stream_id in ids:
+            stream = self._stream(stream_id)
+            if not stream.window:
+                raise InputShapeError(f"push at least one frame of stream {stream_id} before "
+                                      f"classify()")
+            groups.setdefault(len(stream.window), []).append(stream_id)
+        logits = {}
+        for group in groups.values():
+            for start in range(0, len(group), self.slots):
+                chunk = group[start:start + self.slots]
+                windows = np.stack([np.stack(self.streams[i].window) for i in chunk])
+                rows = self.session._rows_for(len(chunk))  # a fixed batch: pad with copies
+                padded = np.concatenate([windows, np.repeat(windows[:1], rows - len(chunk), 0)])
+                out = self.session._run_head(np.ascontiguousarray(padded, dtype=np.float32))
+                logits.update(zip(chunk, out))
+        return {stream_id: logits[stream_id] for stream_id in ids}
 
     def self_test(self, *, hashes: bool = True) -> SelfTestReport:
         """The artifact's self-test as a stream of its own in a free slot: the live streams'

@@ -4,7 +4,9 @@ States live in device memory for the whole stream: each state has two buffers, t
 reads one and writes the other, and the roles swap after every step, so no state crosses
 to the host between frames.  Only the frame goes in and its embedding comes out.  All work
 is queued on PyTorch's current CUDA stream, so copies and engine runs are ordered without
-extra synchronisation; reading the embedding back is the one wait per frame.  The device
+extra synchronisation; reading the embedding back is the one wait per frame.  Engines built
+from a --dynamic-batch artifact carry an optimisation profile over the batch: a
+multi-stream tick then runs only the first rows of the same buffers.  The device
 buffers are PyTorch CUDA tensors, so this backend (and only this one) imports torch: the
 ``tensorrt`` extra installs it.  A step with non-finite results does not swap the roles,
 so the states it read stay current.
@@ -55,14 +57,17 @@ class TensorRTSession(StreamingSession):
                         for name in _tensor_names(engine_)}
         self._current: dict[str, torch.Tensor] = {}
         self._next: dict[str, torch.Tensor] = {}
+        self._min_rows = self.manifest.batch_range[0]
         if self.streaming:
             self._current = {s.input: self._empty(s.shape, s.input) for s in self.manifest.states}
             self._next = {s.input: self._empty(s.shape, s.input) for s in self.manifest.states}
             self._frame_input = self._empty(self.manifest.input["shape"],
                                             self.manifest.input["name"])
             embeddings = self.manifest.step["outputs"]["embeddings"]
-            self._embeddings = self._empty(list(self._step[0].get_tensor_shape(embeddings)),
-                                           embeddings)
+            self._step_output = self._empty(
+                [self._batch, self._step_frames, self.manifest.embed_dim], embeddings)
+            self._rows = 0  # the batch the step context's input shapes are set for
+            self._set_step_rows(self._batch)
         self.reset()
 
     def _load(self, runtime, name: str):
@@ -83,34 +88,52 @@ class TensorRTSession(StreamingSession):
             self._current[state.input].fill_(state.init)
 
     def _get_states(self) -> dict[str, np.ndarray]:
-        return {s.name: self._current[s.input].float().cpu().numpy()
-                for s in self.manifest.states}
+        return {s.name: self._host(self._current[s.input]) for s in self.manifest.states}
 
     def _set_states(self, states: dict[str, np.ndarray]) -> None:
         for state in self.manifest.states:
             self._current[state.input].copy_(self._torch.from_numpy(states[state.name]))
 
+    def _set_step_rows(self, rows: int) -> None:
+        """Input shapes of ``rows`` rows for the step (only engines with a batch profile
+        take fewer than the artifact's batch)."""
+        if rows == self._rows:
+            return
+        _, context = self._step
+        if self._min_rows < self._batch:
+            inputs = [(self.manifest.input["name"], self._frame_input),
+                      *((s.input, self._current[s.input]) for s in self.manifest.states)]
+            for name, buffer in inputs:
+                context.set_input_shape(name, (rows, *buffer.shape[1:]))
+        self._rows = rows
+
     def _run_step(self, frames: np.ndarray) -> np.ndarray:
         _, context = self._step
-        self._frame_input.copy_(self._torch.from_numpy(frames))
+        rows = frames.shape[0]
+        self._set_step_rows(rows)
+        self._frame_input[:rows].copy_(self._torch.from_numpy(frames))
         context.set_tensor_address(self.manifest.input["name"], self._frame_input.data_ptr())
         context.set_tensor_address(self.manifest.step["outputs"]["embeddings"],
-                                   self._embeddings.data_ptr())
+                                   self._step_output.data_ptr())
         for state in self.manifest.states:
             context.set_tensor_address(state.input, self._current[state.input].data_ptr())
             context.set_tensor_address(state.output, self._next[state.input].data_ptr())
         self._execute(context)
-        return self._embeddings.float().cpu().numpy()
+        return self._host(self._step_output[:rows])
 
     def _pending_states_finite(self) -> bool:
         return bool(self._pending_rows_finite().all())
 
     def _pending_rows_finite(self) -> np.ndarray:
-        """Per stream (row), in one device sync: one stream's fault is its own."""
-        flags = [self._torch.isfinite(state).flatten(1).all(1) for state in self._next.values()]
-        if not flags:
-            return np.ones(self._batch, bool)
-        return self._torch.stack(flags).all(0).cpu().numpy()
+        """Per stream (row), in one device sync: one stream's fault is its own; rows the
+        last step did not run count as finite."""
+        flags = np.ones(self._batch, bool)
+        rows = self._rows or self._batch
+        found = [self._torch.isfinite(state[:rows]).flatten(1).all(1)
+                 for state in self._next.values()]
+        if found:
+            flags[:rows] = self._torch.stack(found).all(0).cpu().numpy()
+        return flags
 
     def _commit_states(self) -> None:
         self._current, self._next = self._next, self._current
@@ -134,7 +157,11 @@ class TensorRTSession(StreamingSession):
         context.set_tensor_address(input_name, source.data_ptr())
         context.set_tensor_address(output_name, result.data_ptr())
         self._execute(context)
-        return result.float().cpu().numpy()
+        return self._host(result)
+
+    def _host(self, tensor) -> np.ndarray:
+        """A float32 host copy (never a view of a buffer the next step overwrites)."""
+        return tensor.to("cpu", self._torch.float32, copy=True).numpy()
 
     def _execute(self, context) -> None:
         """Queue the engine on the current stream, after the copies that fed it."""
