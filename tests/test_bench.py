@@ -138,10 +138,25 @@ def test_streams_served_from_the_bench_command_on_cpu(tmp_path):
     result = CliRunner().invoke(cli, ["bench", "--backbones", "movineta0s", "--resolution", "32",
                                       "--streams", "1,2", "--repeats", "5", "--json", str(out)])
     assert result.exit_code == 0, result.output
-    assert "streams @ 5 fps" in result.output and "best of slots 1,2" in result.output
+    assert "streams @ 5 fps" in result.output and "best of 1,2 live streams" in result.output
     rows = json.loads(out.read_text())["streams"]
     assert [row["batch"] for row in rows] == [1, 2]
     assert all(row["tick_ms"] > 0 and row["precision"] == "fp32" for row in rows)
+
+
+def test_streams_on_a_dynamic_batch_artifact_run_the_live_rows(tmp_path):
+    """onnxruntime streams share one 3-slot --dynamic-batch session: 1 and 3 live streams."""
+    out = tmp_path / "streams.json"
+    result = CliRunner().invoke(cli, ["bench", "--backbones", "movineta0s", "--resolution", "32",
+                                      "--streams", "1,3", "--backends", "onnxruntime",
+                                      "--repeats", "5", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())["streams"]
+    assert [(r["backend"], r["batch"], r["slots"]) for r in rows] == [
+        ("onnxruntime", 1, 3), ("onnxruntime", 3, 3)]
+    refused = CliRunner().invoke(cli, ["bench", "--backbones", "movineta0s", "--streams", "1",
+                                       "--backends", "litert"])
+    assert refused.exit_code == 1 and "not litert" in refused.output
 
 
 def test_bad_precision_or_slots_are_one_line():
