@@ -289,8 +289,8 @@ def test_the_log_keeps_start_up_apart_from_the_steady_speed(data, tmp_path, monk
 
 
 def test_start_up_settings(monkeypatch):
-    """cuDNN autotuning on CUDA only (set once, in the trainer); loader workers persist and,
-    on a GPU, batches are pinned and prefetched deeper."""
+    """cuDNN autotuning on CUDA only (set once, in the trainer); on a GPU, batches are
+    pinned and prefetched deeper."""
     from grw_edge.training.trainer import loader_options, tune_kernels
 
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
@@ -298,8 +298,8 @@ def test_start_up_settings(monkeypatch):
     assert torch.backends.cudnn.benchmark is False
     tune_kernels(torch.device("cuda", 0))  # a device object; no GPU is touched
     assert torch.backends.cudnn.benchmark is True
-    assert loader_options(2, False) == {"num_workers": 2, "persistent_workers": True,
-                                        "pin_memory": False, "prefetch_factor": None}
-    assert loader_options(0, True) == {"num_workers": 0, "persistent_workers": False,
-                                       "pin_memory": True, "prefetch_factor": None}
+    assert loader_options(2, False) == {"num_workers": 2, "pin_memory": False,
+                                        "prefetch_factor": None}
+    assert loader_options(0, True) == {"num_workers": 0, "pin_memory": True,
+                                       "prefetch_factor": None}
     assert loader_options(4, True)["prefetch_factor"] == 4

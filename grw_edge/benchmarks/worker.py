@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 
 from grw_edge.runtimes import open as open_session
 from grw_edge_runtime import bench
-from grw_edge_runtime.timing import time_calls
 
 
 def open_for_bench(artifact: str, backend: str, **options):
@@ -35,12 +33,8 @@ def measure_replay(artifact: str, *, started: float, threads: int, repeats: int,
                    **options) -> dict:
     """The graph-replay row: the step on the device alone, each replay waited for."""
     session = open_session(artifact, "torch", threads=threads, **options)
-    result: dict[str, object] = {"backend": "torch", "threads": threads,
-                                 "import_open_s": time.perf_counter() - started}
-    step = time_calls(session.replay_step, repeats=repeats, warmup=warmup)
-    manifest = session.manifest
-    result["step"] = step.to_dict()
-    result["frames_per_s"] = 1e3 * manifest.batch * manifest.frames_per_step / step.median_ms
+    result = bench.opened(session, threads=threads, started=started)
+    bench.time_step(session, session.replay_step, result, repeats=repeats, warmup=warmup)
     result["peak_rss_mb"] = bench.peak_rss_mb()
     return result
 

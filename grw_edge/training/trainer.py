@@ -104,9 +104,10 @@ def tune_kernels(device: torch.device) -> None:
 
 
 def loader_options(workers: int, cuda: bool) -> dict[str, object]:
-    """DataLoader settings: workers kept alive (persistent) and, on a GPU, pinned batches
-    and a deeper prefetch so the device never waits on decoding."""
-    return {"num_workers": workers, "persistent_workers": workers > 0, "pin_memory": cuda,
+    """DataLoader settings: on a GPU, pinned batches and a deeper prefetch so the device
+    never waits on decoding.  (No ``persistent_workers``: the run iterates one loader over
+    an endless sampler once, so its workers start once anyway.)"""
+    return {"num_workers": workers, "pin_memory": cuda,
             "prefetch_factor": 4 if workers and cuda else None}
 
 

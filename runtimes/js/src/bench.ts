@@ -1,6 +1,8 @@
 /** Timing of the streaming step through the session API, shared by the Node and browser benchmarks. */
-import { inputDims } from "./engine.js";
-import type { LiteRtModule } from "./litert.js";
+import type { Tensor } from "@litertjs/core";
+
+import { inputDims, size } from "./engine.js";
+import { type LiteRtModule, stepOrder } from "./litert.js";
 import type { Manifest } from "./manifest.js";
 import type { Session } from "./session.js";
 
@@ -23,8 +25,14 @@ export async function timePushes(session: Session, frames: number, warmup: numbe
     await session.push(frame);
     times.push(performance.now() - start);
   }
-  times.sort((x, y) => x - y);
-  return { frames, medianMs: times[Math.floor(frames / 2)], p90Ms: times[Math.floor(frames * 0.9)] };
+  return summarize(times);
+}
+
+/** Median and 90th percentile of per-frame times. */
+function summarize(times: number[]): StepTiming {
+  const sorted = [...times].sort((x, y) => x - y);
+  const at = (q: number) => sorted[Math.floor(sorted.length * q)];
+  return { frames: sorted.length, medianMs: at(0.5), p90Ms: at(0.9) };
 }
 
 /**
@@ -37,26 +45,25 @@ export async function timeLiteRtRuns(litert: LiteRtModule, base: string, manifes
   const bytes = new Uint8Array(await (await fetch(new URL(manifest.step.file, base))).arrayBuffer());
   const model = await litert.loadAndCompile(bytes, { accelerator: "wasm", cpuOptions: { numThreads: threads } });
   const runner = model.signatures[manifest.step.signature!];
-  const inputs = runner.getInputDetails().map((d) => d.name);
-  const outputs = runner.getOutputDetails().map((d) => d.name);
-  const frame = new litert.Tensor(new Float32Array(manifest.input.shape.reduce((a, d) => a * d, 1)).fill(0.5),
-    manifest.input.shape);
-  let states = manifest.states.map((s) => new litert.Tensor(new Float32Array(s.shape.reduce((a, d) => a * d, 1)), s.shape));
+  const order = stepOrder(runner, manifest);
+  const frame = new litert.Tensor(new Float32Array(size(manifest.input.shape)).fill(0.5), manifest.input.shape);
+  let states = manifest.states.map((s) => new litert.Tensor(new Float32Array(size(s.shape)), s.shape));
   const times: number[] = [];
   for (let i = 0; i < warmup + frames; i++) {
-    const feeds = inputs.map((name) => name === manifest.input.name ? frame : states[manifest.states.findIndex((s) => s.input === name)]);
+    const feeds: Tensor[] = [];
+    feeds[order.frames] = frame;
+    order.states.forEach((at, k) => { feeds[at] = states[k]; });
     const start = performance.now();
     const results = await runner.run(feeds);
-    const embeddings = results[outputs.indexOf(manifest.step.outputs.embeddings)];
+    const embeddings = results[order.embeddings];
     await embeddings.data();
     if (i >= warmup) times.push(performance.now() - start);
     embeddings.delete();
     states.forEach((t) => t.delete());
-    states = manifest.states.map((s) => results[outputs.indexOf(s.output)]);
+    states = order.next.map((at) => results[at]);
   }
   states.forEach((t) => t.delete());
   frame.delete();
   model.delete();
-  times.sort((x, y) => x - y);
-  return { frames, medianMs: times[Math.floor(frames / 2)], p90Ms: times[Math.floor(frames * 0.9)] };
+  return summarize(times);
 }

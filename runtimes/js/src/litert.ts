@@ -33,10 +33,26 @@ export interface LiteRtOptions {
   wasmPath: string;
 }
 
+/** Position of the frames and of each state in a step signature's inputs; of the embeddings and states in its outputs. */
+export interface StepOrder { frames: number; states: number[]; embeddings: number; next: number[] }
+
+/** Where the manifest's step names sit in `runner`'s inputs and outputs (looked up once, not per frame). */
+export function stepOrder(runner: litert.SignatureRunner, manifest: Manifest): StepOrder {
+  const inputs = runner.getInputDetails().map((d) => d.name);
+  const outputs = runner.getOutputDetails().map((d) => d.name);
+  return {
+    frames: inputs.indexOf(manifest.input.name),
+    states: manifest.states.map((s) => inputs.indexOf(s.input)),
+    embeddings: outputs.indexOf(manifest.step.outputs.embeddings),
+    next: manifest.states.map((s) => outputs.indexOf(s.output)),
+  };
+}
+
 class LiteRtEngine implements Engine {
   private states: litert.Tensor[] = [];
-  /** Position of the frames and of each state in the step's inputs; of the embeddings and states in its outputs. */
-  private readonly order: { frames: number; states: number[]; embeddings: number; next: number[] };
+  private readonly order: StepOrder;
+  /** Position of the embeddings and the mask in the head's inputs, of the logits in its outputs. */
+  private readonly headOrder: { embeddings: number; mask: number; logits: number };
   private readonly toGraph: (frames: Float32Array) => Float32Array;
   private readonly graphShape: number[];
 
@@ -49,13 +65,12 @@ class LiteRtEngine implements Engine {
     readonly backend: string,
     private readonly freeWorkers: () => void,
   ) {
-    const inputs = stepRunner.getInputDetails().map((d) => d.name);
-    const outputs = stepRunner.getOutputDetails().map((d) => d.name);
-    this.order = {
-      frames: inputs.indexOf(manifest.input.name),
-      states: manifest.states.map((s) => inputs.indexOf(s.input)),
-      embeddings: outputs.indexOf(manifest.step.outputs.embeddings),
-      next: manifest.states.map((s) => outputs.indexOf(s.output)),
+    this.order = stepOrder(stepRunner, manifest);
+    const headInputs = headRunner.getInputDetails().map((d) => d.name);
+    this.headOrder = {
+      embeddings: headInputs.indexOf(manifest.head.input),
+      mask: headInputs.indexOf(manifest.head.mask!),
+      logits: headRunner.getOutputDetails().findIndex((d) => d.name === manifest.head.output),
     };
     this.graphShape = manifest.input.shape;
     this.toGraph = layoutTransform(manifest);
@@ -128,17 +143,16 @@ class LiteRtEngine implements Engine {
       padded.set(embeddings.subarray(b * count * e, (b + 1) * count * e), b * window * e);
       mask.fill(1, b * window, b * window + count);
     }
-    const names = this.headRunner.getInputDetails().map((d) => d.name);
-    const tensors = { [head.input]: new this.lib.Tensor(padded, head.shape),
-      [head.mask!]: new this.lib.Tensor(mask, [batch, window]) };
+    const tensors: litert.Tensor[] = [];
+    tensors[this.headOrder.embeddings] = new this.lib.Tensor(padded, head.shape);
+    tensors[this.headOrder.mask] = new this.lib.Tensor(mask, [batch, window]);
     try {
-      const outputs = await this.run(this.headRunner, names.map((name) => tensors[name]), head.file);
-      const at = this.headRunner.getOutputDetails().findIndex((d) => d.name === head.output);
-      const logits = await read(outputs[at]);
+      const outputs = await this.run(this.headRunner, tensors, head.file);
+      const logits = await read(outputs[this.headOrder.logits]);
       outputs.forEach((t) => t.delete());
       return logits;
     } finally {
-      Object.values(tensors).forEach((t) => t.delete());
+      tensors.forEach((t) => t.delete());
     }
   }
 

@@ -34,8 +34,7 @@ def measure(open_session: Callable[..., StreamingSession], artifact: str, backen
     session (``step_only``: the step and the peak memory alone)."""
     imported = peak_rss_mb()  # the libraries alone, before the session
     session = open_session(artifact, backend, threads=threads, **options)
-    result: dict[str, object] = {"backend": session.backend, "threads": threads,
-                                 "import_open_s": time.perf_counter() - started}
+    result = opened(session, threads=threads, started=started)
     manifest = session.manifest
     rng = np.random.default_rng(0)
     side, frames = manifest.resolution, manifest.frames_per_clip
@@ -45,9 +44,8 @@ def measure(open_session: Callable[..., StreamingSession], artifact: str, backen
     if session.streaming:
         session.push(frame)
         result["first_frame_s"] = time.perf_counter() - started
-        step = time_calls(lambda: session.push(frame), repeats=repeats, warmup=warmup)
-        result["step"] = step.to_dict()
-        result["frames_per_s"] = 1e3 * manifest.batch * step_frames / step.median_ms
+        time_step(session, lambda: session.push(frame), result, repeats=repeats,
+                  warmup=warmup)
         if step_only:
             result["peak_rss_mb"] = peak_rss_mb()
             return result
@@ -70,6 +68,21 @@ def measure(open_session: Callable[..., StreamingSession], artifact: str, backen
     result["session_rss_mb"] = result["peak_rss_mb"] - imported  # what the session added
     result["modules"] = sorted({"torch", "torchvision", "grw_edge"} & set(sys.modules))
     return result
+
+
+def opened(session: StreamingSession, *, threads: int, started: float) -> dict[str, object]:
+    """A result's first fields: the backend, its threads, the import + open time."""
+    return {"backend": session.backend, "threads": threads,
+            "import_open_s": time.perf_counter() - started}
+
+
+def time_step(session: StreamingSession, run: Callable[[], object], result: dict, *,
+              repeats: int, warmup: int) -> None:
+    """``run`` (one streaming step) timed into ``result``, with the frames a second it gives."""
+    step = time_calls(run, repeats=repeats, warmup=warmup)
+    manifest = session.manifest
+    result["step"] = step.to_dict()
+    result["frames_per_s"] = 1e3 * manifest.batch * manifest.frames_per_step / step.median_ms
 
 
 def proc_status_mib(field: str) -> float | None:
