@@ -262,9 +262,9 @@ def fake_tensorrt_runtime(version: str) -> types.ModuleType:
     return trt
 
 
-@pytest.fixture
-def tensorrt_on_cpu(monkeypatch):
-    """The fake TensorRT runtime, and torch told a GPU is there (buffers stay on the CPU)."""
+def pretend_tensorrt_on_cpu(monkeypatch) -> None:
+    """The fake TensorRT runtime, and torch told a GPU is there (buffers stay on the CPU);
+    after any export, which must not believe in the GPU."""
     monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt_runtime("10.13.3"))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "current_stream",
@@ -314,7 +314,7 @@ def test_a_batch_profile_covers_every_step_input(dynamic_tensorrt_artifact, tmp_
 
 
 def test_streams_on_the_tensorrt_session_equal_each_stream_alone(
-        dynamic_tensorrt_artifact, tmp_path, tensorrt_on_cpu):
+        dynamic_tensorrt_artifact, tmp_path, monkeypatch):
     """MultiStreamSession on the TensorRT session (fake engines, see OnnxEngine): a tick
     runs only the rows up to the highest slot in use, and every stream's embeddings and
     logits equal the same stream alone on onnxruntime."""
@@ -323,6 +323,7 @@ def test_streams_on_the_tensorrt_session_equal_each_stream_alone(
     from grw_edge_runtime.tensorrt import TensorRTSession
 
     directory = with_fake_engines(dynamic_tensorrt_artifact, tmp_path / "a0s")
+    pretend_tensorrt_on_cpu(monkeypatch)
     session = TensorRTSession(directory, device="cpu")
     streams = MultiStreamSession(session)
     rng = np.random.default_rng(0)
@@ -350,3 +351,23 @@ def test_streams_on_the_tensorrt_session_equal_each_stream_alone(
                         for name, v in session.states().items()})
     out = streams.push({a: frames[0, 0], b: frames[1, 0]})
     assert out[a].shape == (1, 64) and "stream 1" in str(out[b])
+
+
+@pytest.mark.parametrize("backbone", ["movineta0s", "movineta3b"])
+def test_the_tensorrt_session_passes_the_self_test_on_fake_engines(artifacts, backbone, tmp_path,
+                                                                   monkeypatch):
+    """Streaming (states in two swapped buffers, read back and set by name) and whole-clip
+    (dynamic frames) paths of the session, through the engines' API (OnnxEngine)."""
+    from grw_edge_runtime.tensorrt import TensorRTSession
+
+    directory = with_fake_engines(artifacts[backbone], tmp_path / backbone)
+    pretend_tensorrt_on_cpu(monkeypatch)
+    session = TensorRTSession(directory, device="cpu")
+    report = session.self_test(hashes=False)
+    assert report.passed, report.line()
+    if session.streaming:
+        states = session.states()
+        session.reset()
+        session.start_from(states)
+        assert all(np.array_equal(session.states()[name], value)
+                   for name, value in states.items())
