@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -488,26 +489,35 @@ def _print_eval_report(report, protocol, source: str) -> None:
 
 
 @cli.command("predict")
-@click.argument("video", type=click.Path())
+@click.argument("videos", nargs=-1, required=True, type=click.Path())
 @_weights_options
 @click.option("--artifact", type=click.Path(), default=None, help="Use an exported artifact.")
 @click.option("--top", type=click.IntRange(min=1), default=5, show_default=True)
-@click.option("--stream", is_flag=True, help="Print the running prediction frame by frame.")
+@click.option("--stream", is_flag=True, help="Print the running prediction frame by frame; "
+              "several videos stream at once, as cameras, one batched step per frame for as "
+              "many as the artifact's --batch (the PyTorch model: --slots).")
+@click.option("--slots", type=click.IntRange(min=1), default=None,
+              help="--stream with the PyTorch model: videos streamed at once [default: all].")
 @click.option("--frames", type=click.IntRange(min=1), default=None, help="Frames to use.")
 @click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None)
 @click.option("--resolution", type=click.IntRange(min=32), default=None)
 @_sampling_option
-def predict_command(video: str, backbone: str | None, checkpoint: str | None, hub: bool,
-                    random_init: bool, init_seed: int, ema: bool, artifact: str | None, top: int, stream: bool,
+def predict_command(videos: tuple[str, ...], backbone: str | None, checkpoint: str | None,
+                    hub: bool, random_init: bool, init_seed: int, ema: bool,
+                    artifact: str | None, top: int, stream: bool, slots: int | None,
                     frames: int | None, fps: float | None, resolution: int | None,
                     sampling: str) -> None:
-    """Top labels of VIDEO's first clip, or (--stream) the running prediction per frame."""
+    """Top labels of each video's first clip, or (--stream) the running prediction per frame."""
     from grw_edge.evaluate import reference_predictor, session_predictor
     from grw_edge.labels import class_names, read_labels
-    from grw_edge.predict import predict_video, stream_video
+    from grw_edge.predict import predict_video
     from grw_edge.preprocess import ClipProtocol
     from grw_edge.runtimes.torch import TorchSession
 
+    if slots and (artifact or not stream):
+        raise click.ClickException("--slots is for --stream with the PyTorch model (an "
+                                   "artifact streams as many videos at once as its --batch)")
+    header = []  # said before the first result, so that a user error stays one line
     if artifact:
         from grw_edge import runtimes
 
@@ -518,34 +528,60 @@ def predict_command(video: str, backbone: str | None, checkpoint: str | None, hu
         model = _model_from_options(backbone, checkpoint, hub, random_init, ema, init_seed)
         protocol = ClipProtocol.for_backbone(model.backbone_spec, resolution)
         classes = class_names(model.head_config.num_classes)
-        session = TorchSession.for_model(model, resolution=protocol.crop)
+        header.append(_weights_line(model))
+        session = TorchSession.for_model(model, resolution=protocol.crop,
+                                         batch=(slots or len(videos)) if stream else 1)
     protocol = protocol.override(frames, fps, sampling)
+
+    def echo(line: str) -> None:
+        while header:
+            click.echo(header.pop(0))
+        click.echo(line)
+
     if stream:
-        if not session.streaming:
-            raise click.ClickException(f"{session.manifest.backbone} is a whole-clip backbone; "
-                                       f"it cannot stream (drop --stream)")
-        session.reset()
-        predictions = stream_video(session.push, session.classify, video, protocol, classes)
-        for index, prediction in enumerate(predictions):
-            if index == 0 and not artifact:
-                click.echo(_weights_line(model))
-            for seconds in (t for t in prediction.lost if t < prediction.seconds):
-                click.echo(f"{seconds:7.2f}s  lost: the frame did not decode (skipped)")
-            click.echo(f"{prediction.seconds:7.2f}s  frame {prediction.frames:>4}  "
-                       f"{prediction.labels[0]}  {prediction.probabilities[0]:.3f}")
-            for seconds in (t for t in prediction.lost if t > prediction.seconds):
-                click.echo(f"{seconds:7.2f}s  lost: the frame did not decode (skipped)")
+        _stream_videos(session, videos, protocol, classes, echo)
         return
     predict = session_predictor(session) if artifact else reference_predictor(model)
-    prediction = predict_video(predict, video, protocol, classes, top)
-    if not artifact:
-        click.echo(_weights_line(model))
-    lost = (f" ({len(prediction.lost)} lost: the frames at "
-            f"{', '.join(f'{t:.2f}s' for t in prediction.lost)} did not decode)"
-            if prediction.lost else "")
-    click.echo(f"{video}: {prediction.frames} frames at {protocol.fps:g} fps{lost}")
-    for label, probability in zip(prediction.labels, prediction.probabilities):
-        click.echo(f"  {probability:6.3f}  {label}")
+    for video in videos:
+        prediction = predict_video(predict, video, protocol, classes, top)
+        lost = (f" ({len(prediction.lost)} lost: the frames at "
+                f"{', '.join(f'{t:.2f}s' for t in prediction.lost)} did not decode)"
+                if prediction.lost else "")
+        echo(f"{video}: {prediction.frames} frames at {protocol.fps:g} fps{lost}")
+        for label, probability in zip(prediction.labels, prediction.probabilities):
+            echo(f"  {probability:6.3f}  {label}")
+
+
+def _stream_videos(session, videos: tuple[str, ...], protocol, classes: list[str],
+                   echo: Callable[[str], None]) -> None:
+    """``predict --stream``: each video's running prediction per frame, lines prefixed with
+    the video when there are several; a video that fails is named and the others go on
+    (one video: its error is the command's)."""
+    from grw_edge.predict import stream_videos
+    from grw_edge_runtime import MultiStreamSession
+
+    if not session.streaming:
+        raise click.ClickException(f"{session.manifest.backbone} is a whole-clip backbone; "
+                                   f"it cannot stream (drop --stream)")
+    failed = []
+    for video, prediction in stream_videos(MultiStreamSession(session), videos, protocol,
+                                           classes):
+        if isinstance(prediction, GrwEdgeError):
+            if len(videos) == 1:
+                raise prediction
+            failed.append(video)
+            click.echo(f"{video}: {prediction}", err=True)
+            continue
+        name = f"{video}  " if len(videos) > 1 else ""
+        for seconds in (t for t in prediction.lost if t < prediction.seconds):
+            echo(f"{name}{seconds:7.2f}s  lost: the frame did not decode (skipped)")
+        echo(f"{name}{prediction.seconds:7.2f}s  frame {prediction.frames:>4}  "
+             f"{prediction.labels[0]}  {prediction.probabilities[0]:.3f}")
+        for seconds in (t for t in prediction.lost if t > prediction.seconds):
+            echo(f"{name}{seconds:7.2f}s  lost: the frame did not decode (skipped)")
+    if failed:
+        raise click.ClickException(f"{len(failed)} of {len(videos)} video(s) could not be "
+                                   f"streamed (named above)")
 
 
 @cli.command("train")

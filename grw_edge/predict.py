@@ -1,7 +1,9 @@
-"""Predictions for one video: top-k labels of a clip, or a running prediction per frame."""
+"""Predictions for videos: top-k labels of a clip, or a running prediction per frame (many
+videos at once through a multi-stream session, as camera streams)."""
 from __future__ import annotations
 
 import functools
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,8 +13,9 @@ import numpy as np
 import torch
 
 from grw_edge.data.video import frame_times, probe_video, read_frames, resample
-from grw_edge.errors import InputShapeError
+from grw_edge.errors import GrwEdgeError, InputShapeError
 from grw_edge.preprocess import ClipProtocol, preprocess_frames
+from grw_edge_runtime import MultiStreamSession
 
 
 @dataclass(frozen=True)
@@ -69,15 +72,50 @@ def predict_video(predict, video: str | Path, protocol: ClipProtocol, classes: l
     return top_k(predict(frames[None])[0], classes, k, len(frames), float(times[-1]), lost)
 
 
-def stream_video(push, classify, video: str | Path, protocol: ClipProtocol,
-                 classes: list[str], k: int = 1) -> Iterator[Prediction]:
-    """Feed the sampled frames one at a time and yield the running prediction after each;
-    a chosen frame that did not decode is skipped, and listed in the ``lost`` of the next
-    prediction (of the last one, if none follows)."""
-    frames, times, lost = sampled_frames(video, protocol, allow_lost=True)
-    for t, frame in enumerate(frames):
-        push(frame.numpy())
-        lower = times[t - 1] if t else -np.inf
-        upper = np.inf if t == len(frames) - 1 else times[t]
-        yield top_k(classify()[0], classes, k, t + 1, float(times[t]),
-                    lost[(lost > lower) & (lost < upper)])
+def stream_videos(streams: MultiStreamSession, videos: Sequence[str | Path],
+                  protocol: ClipProtocol, classes: list[str], k: int = 1
+                  ) -> Iterator[tuple[str | Path, Prediction | GrwEdgeError]]:
+    """Videos as camera streams of one multi-stream session: each video takes a free slot,
+    every tick feeds one sampled frame of each live video in one batched step and yields
+    (video, running prediction) per live video; a finished video's slot goes to the next.
+    A chosen frame that did not decode is skipped and listed in the ``lost`` of the next
+    prediction (of the last one, if none follows).  A video that cannot be read, or whose
+    step fails, yields (video, error) and leaves; the others go on."""
+    waiting = deque(videos)
+    live: dict[int, tuple[str | Path, SampledFrames]] = {}
+    played: dict[int, int] = {}  # frames fed so far, per stream
+    while waiting or live:
+        while waiting and len(live) < streams.slots:
+            video = waiting.popleft()
+            try:
+                sampled = sampled_frames(video, protocol, allow_lost=True)
+            except GrwEdgeError as error:
+                yield video, error
+                continue
+            stream = streams.join()
+            live[stream], played[stream] = (video, sampled), 0
+        if not live:
+            return
+        results = streams.push({stream: sampled.frames[played[stream]].numpy()
+                                for stream, (_, sampled) in live.items()})
+        logits = streams.classify_many(
+            [stream for stream, result in results.items() if isinstance(result, np.ndarray)])
+        for stream, result in results.items():
+            (video, (frames, times, lost)), t = live[stream], played[stream]
+            played[stream] += 1
+            if stream in logits:
+                yield video, top_k(logits[stream], classes, k, t + 1, float(times[t]),
+                                   _lost_with(times, lost, t))
+            else:
+                yield video, result  # the error of its frame or step
+            if stream not in logits or played[stream] == len(frames):
+                streams.leave(stream)
+                del live[stream], played[stream]
+
+
+def _lost_with(times: np.ndarray, lost: np.ndarray, t: int) -> np.ndarray:
+    """The lost frames reported with the prediction after frame ``t``: those between the
+    frame before it and it (and, after the last frame, those after it too)."""
+    lower = times[t - 1] if t else -np.inf
+    upper = np.inf if t == len(times) - 1 else times[t]
+    return lost[(lost > lower) & (lost < upper)]

@@ -92,6 +92,52 @@ def test_predict_top5_and_stream(folder, artifact):
     assert stream.exit_code == 0 and len(frames) == 4 and "frame    4" in frames[-1]
 
 
+def _stream_lines(output: str) -> dict[str, list[str]]:
+    """Multi-video --stream output -> each video's lines, its name taken off."""
+    lines: dict[str, list[str]] = {}
+    for line in output.strip().splitlines():
+        video, rest = line.split("  ", 1)
+        lines.setdefault(video, []).append(rest)
+    return lines
+
+
+def test_several_videos_stream_at_once_as_each_alone(folder, tmp_path):
+    """Three videos on two slots of the PyTorch model (the third joins when one ends) and
+    on a batch-1 artifact (one after another): each video's lines are its lines alone; an
+    unreadable video is named and the others go on."""
+    videos = [str(folder / "test" / name / f"{i}.mp4")
+              for name, i in (("abseiling", 0), ("abseiling", 1), ("air drumming", 0))]
+    videos.append(str(write(tmp_path / "long.mp4", 40, fps=25)))  # 16 frames at 10 fps
+    model = ["--backbone", "movineta0s", "--random-init", "--resolution", "32", "--frames", "16",
+             "--fps", "10"]
+    alone = {video: run("predict", video, *model, "--stream").output.splitlines()[1:]
+             for video in videos}
+    together = run("predict", *videos, *model, "--stream", "--slots", "2")
+    assert together.exit_code == 0, together.output
+    lines = together.output.splitlines()
+    assert lines[0] == "weights: movineta0s, random init"
+    got = _stream_lines("\n".join(lines[1:]))
+    assert sorted(got) == sorted(videos)
+    for video in videos:
+        mine = [line.split() for line in got[video]]
+        theirs = [line.split() for line in alone[video]]
+        assert [m[:-1] for m in mine] == [t[:-1] for t in theirs]  # times, frames, labels
+        assert np.allclose([float(m[-1]) for m in mine], [float(t[-1]) for t in theirs],
+                           atol=2e-3)
+    first_lines = [line.split("  ")[0] for line in lines[1:7]]
+    assert first_lines == [videos[0], videos[1]] * 3  # two at once, one step per tick
+    broken = run("predict", videos[0], str(folder / "test" / "abseiling" / "corrupt.mp4"),
+                 videos[2], *model, "--stream")
+    assert broken.exit_code == 1
+    assert "corrupt.mp4: cannot read" in broken.output
+    assert "1 of 3 video(s) could not be streamed" in broken.output
+    assert len(_stream_lines("\n".join(line for line in broken.output.splitlines()[1:]
+                                         if line.startswith(tuple(videos))))) == 2
+    refused = run("predict", videos[0], "--artifact", str(tmp_path), "--slots", "2", "--stream")
+    assert refused.exit_code == 1 and "--slots is for --stream with the PyTorch model" in \
+        refused.output
+
+
 def test_predict_stream_prints_presentation_times(artifact, tmp_path):
     video = str(write(tmp_path / "vfr.mkv", len(VFR_TIMES), times=VFR_TIMES))
     for sampling, chosen in (("time", ON_SCREEN), ("index", [0, 2, 5, 7])):
