@@ -542,14 +542,25 @@ def predict_command(videos: tuple[str, ...], backbone: str | None, checkpoint: s
         _stream_videos(session, videos, protocol, classes, echo)
         return
     predict = session_predictor(session) if artifact else reference_predictor(model)
+    failed = 0
     for video in videos:
-        prediction = predict_video(predict, video, protocol, classes, top)
+        try:
+            prediction = predict_video(predict, video, protocol, classes, top)
+        except GrwEdgeError as error:
+            if len(videos) == 1:
+                raise
+            failed += 1
+            click.echo(f"{video}: {error}", err=True)
+            continue
         lost = (f" ({len(prediction.lost)} lost: the frames at "
                 f"{', '.join(f'{t:.2f}s' for t in prediction.lost)} did not decode)"
                 if prediction.lost else "")
         echo(f"{video}: {prediction.frames} frames at {protocol.fps:g} fps{lost}")
         for label, probability in zip(prediction.labels, prediction.probabilities):
             echo(f"  {probability:6.3f}  {label}")
+    if failed:
+        raise click.ClickException(f"{failed} of {len(videos)} video(s) could not be "
+                                   f"classified (named above)")
 
 
 def _stream_videos(session, videos: tuple[str, ...], protocol, classes: list[str],

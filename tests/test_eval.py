@@ -133,6 +133,11 @@ def test_several_videos_stream_at_once_as_each_alone(folder, tmp_path):
     assert "1 of 3 video(s) could not be streamed" in broken.output
     assert len(_stream_lines("\n".join(line for line in broken.output.splitlines()[1:]
                                          if line.startswith(tuple(videos))))) == 2
+    clips = run("predict", videos[0], str(folder / "test" / "abseiling" / "corrupt.mp4"),
+                videos[2], *model)
+    assert clips.exit_code == 1 and "1 of 3 video(s) could not be classified" in clips.output
+    assert [line.split(":")[0] for line in clips.output.splitlines()
+            if line.endswith("fps")] == [videos[0], videos[2]]
     refused = run("predict", videos[0], "--artifact", str(tmp_path), "--slots", "2", "--stream")
     assert refused.exit_code == 1 and "--slots is for --stream with the PyTorch model" in \
         refused.output
