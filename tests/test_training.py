@@ -160,6 +160,31 @@ def test_batches_run_on_across_epochs_from_any_step():
     assert list(islice(batches_from(4, 10, 3, 0, 0, 1), 5)) == epochs[4:]
 
 
+def test_the_first_batch_is_decoded_in_pieces_and_joined_back(data, tmp_path):
+    """Every worker decodes a share of the first batch; the step sees it whole, equal to
+    the batch one worker would have made, and the batches after it are untouched."""
+    from itertools import islice
+
+    from grw_edge.data.kinetics import collate_clips
+    from grw_edge.training.trainer import batches_from, joined_first, split_first
+
+    pieces = list(islice(split_first(batches_from(0, 10, 4, 0, 0, 1), 3), 5))
+    whole = list(islice(batches_from(0, 10, 4, 0, 0, 1), 3))
+    assert [len(p) for p in pieces[:3]] == [1, 1, 2]
+    assert sum(pieces[:3], []) == whole[0] and pieces[3:] == whole[1:]
+    dataset = Trainer(config(data, tmp_path / "run")).dataset
+    loader = torch.utils.data.DataLoader(dataset, collate_fn=collate_clips, num_workers=2,
+                                         batch_sampler=split_first(iter([[0, 1, 2], [3]]), 2))
+    joined = list(joined_first(loader, 2))
+    alone = [collate_clips([dataset[i] for i in batch]) for batch in ([0, 1, 2], [3])]
+    assert len(joined) == 2
+    for got, expected in zip(joined, alone):
+        assert got.keys() == expected.keys()
+        for key, value in expected.items():
+            assert (torch.equal(got[key], value) if isinstance(value, torch.Tensor)
+                    else got[key] == value), key
+
+
 def _grey_folder(root, broken: dict[str, int], good: int = 1):
     """``good`` 8-frame videos per class (two clips each of 4 frames at 10 fps) and, per class,
     ``broken[class]`` videos that probe but whose every packet is noise."""

@@ -15,7 +15,7 @@ import math
 import random
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +94,37 @@ def batches_from(step: int, size: int, batch: int, seed: int, rank: int, world: 
     while True:
         yield from epoch_batches(size, batch, epoch, seed, rank, world)[position:]
         epoch, position = epoch + 1, 0
+
+
+def split_first(batches: Iterator[list[int]], pieces: int) -> Iterator[list[int]]:
+    """The first batch as ``pieces`` near-equal pieces, then the batches as they come: a
+    loader hands each batch to one worker, so the first one would be decoded by one worker
+    alone while the others (and the GPU) wait; in pieces, every worker decodes a share."""
+    first = next(batches)
+    pieces = max(1, min(pieces, len(first)))
+    bounds = [len(first) * i // pieces for i in range(pieces + 1)]
+    yield from (first[start:end] for start, end in zip(bounds, bounds[1:]))
+    yield from batches
+
+
+def joined_first(loader: Iterable[dict], pieces: int) -> Iterator[dict]:
+    """The loader's batches with its first ``pieces`` (see :func:`split_first`) joined back
+    into the first batch."""
+    batches = iter(loader)
+    if pieces > 1:
+        yield merge_batches([next(batches) for _ in range(pieces)])
+    yield from batches
+
+
+def merge_batches(batches: list[dict]) -> dict:
+    """Collated batches as one: tensors concatenated, lists joined (a piece in which
+    nothing decoded holds empty ones)."""
+    merged = {}
+    for key in batches[0]:
+        values = [batch[key] for batch in batches if len(batch[key])] or [batches[0][key]]
+        merged[key] = (torch.cat(values) if isinstance(values[0], torch.Tensor)
+                       else [item for value in values for item in value])
+    return merged
 
 
 def tune_kernels(device: torch.device) -> None:
@@ -183,9 +214,11 @@ class Trainer:
             # prefetching, instead of restarting (and draining the GPU) every epoch.
             batches = batches_from(self.step, len(self.dataset), cfg.batch_size, cfg.seed,
                                    self.rank, self.world)
-            loader = DataLoader(self.dataset, batch_sampler=batches, collate_fn=collate_clips,
+            pieces = min(cfg.workers, cfg.batch_size) if cfg.workers > 1 else 1
+            loader = DataLoader(self.dataset, batch_sampler=split_first(batches, pieces),
+                                collate_fn=collate_clips,
                                 **loader_options(cfg.workers, self.device.type == "cuda"))
-            for batch in loader:
+            for batch in joined_first(loader, pieces):
                 self._count_failures(batch["failures"], empty=not len(batch["label"]))
                 parts = self._train_step(batch)
                 self.step += 1
