@@ -10,7 +10,8 @@
 # then --resume for 10 more; torchrun with 1 process; eval on CUDA; export + verify (ONNX
 # Runtime, and the torch session on CUDA with CUDA graphs); model-only vs end-to-end
 # training clips/s; GPU latency rows of `grw-edge bench --device cuda` (eager, graph replay,
-# session, per precision); streams served per GPU (`grw-edge bench --streams`).
+# session, per precision); streams served per GPU (`grw-edge bench --streams`); the session
+# with torch.compile before capture (A0S, fp32 and fp16).
 # GRW_EDGE_GPU_CHECK_SMOKE=1 runs the same steps on the CPU at toy sizes (what the tests do).
 set -uo pipefail
 
@@ -24,9 +25,11 @@ if [[ $SMOKE == 1 ]]; then
     EVAL_CLIPS=4; VERIFY="--clips 1 --frames 4"; SPEED="--steps 1 --warmup 1"
     PARITY="--parity-clips 1"; BENCH="--backbones movineta0s --backends torch,onnxruntime --resolution 32 --repeats 5"
     STREAMS="--backbones movineta0s --resolution 32 --streams 1,2 --repeats 5"
+    COMPILED="--backbones movineta0s --backends torch-compiled --resolution 32 --repeats 5"
 else
     DEVICE=cuda; VIDEO_FRAMES=80; SIZE=200; RES=172; FRAMES=16; BATCH=16; STEPS=20; MORE=5; VIDEOS=16
     STREAMS="--backbones movineta0s,movineta1s,movineta2s --streams 1,8,64,256 --repeats 20 --precision fp32,bf16"
+    COMPILED="--backbones movineta0s --backends torch-compiled --repeats 50 --precision fp32,fp16"
     EVAL_CLIPS=48; VERIFY="--clips 2"; SPEED="--steps 20"; PARITY=""; BENCH="--backbones movineta0s,movineta1s,movineta2s --repeats 50 --precision fp32,fp16,bf16"
     if ! "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
         echo "gpu_check: FAILED: no CUDA GPU is visible to torch (torch.cuda.is_available() is" \
@@ -98,7 +101,7 @@ PYTHON
 }
 
 step graph-safety "$PY" -m pytest -q -p no:cacheprovider tests/test_graph_safety.py \
-    tests/test_torch_session.py tests/test_device_placement.py
+    tests/test_torch_session.py tests/test_device_placement.py -k "not compiled"
 TRAIN=(--backbone movineta0s --data "$WORK/data" --frames "$FRAMES" --fps 5 --resolution "$RES"
        --batch-size "$BATCH" --workers "$WORKERS" --precision bf16 --log-every 5)
 step make-synthetic "${GRW[@]}" make-synthetic "$WORK/data" --videos-per-class "$VIDEOS" \
@@ -129,6 +132,10 @@ section cat "$WORK/latency.md"
 # shellcheck disable=SC2086
 step streams "${GRW[@]}" bench --device "$DEVICE" $STREAMS --markdown "$WORK/streams.md"
 section cat "$WORK/streams.md"
+# last: torch.compile before capture takes about a minute per precision
+# shellcheck disable=SC2086
+step bench-compiled "${GRW[@]}" bench --device "$DEVICE" $COMPILED --markdown "$WORK/compiled.md"
+section cat "$WORK/compiled.md"
 
 echo "gpu_check: report written to $REPORT" >&2
 if (( ${#FAILED[@]} )); then

@@ -127,7 +127,8 @@ def test_the_torch_rows_worker_on_cpu(tmp_path):
         {"backbones": {"movineta0s": {"backends": {"torch-replay": {**result, "status": "ok"}},
                                       "state_bytes": 1, "state_tensors": 1,
                                       "artifact_bytes": 1}}})[0]
-    assert backend_unavailable("torch-replay", "cpu") == "CUDA graphs need --device cuda"
+    for backend in ("torch-replay", "torch-compiled"):
+        assert backend_unavailable(backend, "cpu") == "CUDA graphs need --device cuda"
     assert "fp16 rows need --device cuda" in backend_unavailable("torch", "cpu", "fp16")
     assert rows_to_time(["torch", "onnxruntime"], ("fp32", "bf16")) == [
         ("torch", "fp32"), ("torch", "bf16"), ("onnxruntime", "fp32")]

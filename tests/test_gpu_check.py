@@ -40,7 +40,7 @@ def test_the_smoke_run_passes_every_step_and_writes_the_report(tmp_path):
     report = (tmp_path / "report" / "report.md").read_text()
     for step in ("graph-safety", "make-synthetic", "train", "train-resume", "torchrun-1-process", "eval",
                  "export", "verify-onnxruntime", "verify-torch-cpu", "model-only-speed",
-                 "bench", "streams"):
+                 "bench", "streams", "bench-compiled"):
         assert f"| {step} | ok |" in report
         assert f"## {step}\n" in report  # its own section, appended when it finished
     assert "time to the first step" in report and "streams @ 5 fps" in report

@@ -2,6 +2,8 @@
 minus the capture (``PingPongStep(capture=False)`` runs the body each CUDA graph records),
 so these tests prove the buffer alternation, the per-stream commit and the contract of
 StreamingSession; the capture itself runs in the ``gpu`` tests of test_device_placement.py."""
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -102,3 +104,21 @@ def test_half_precision_stays_near_the_reference(model):
     assert np.abs(embeddings - full).max() <= 0.1 * scale
     with pytest.raises(InputShapeError, match="precision must be one of"):
         TorchSession.for_model(model, resolution=SIDE, precision="fp8")
+
+
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
+                    reason="torch.compile's CPU code generation needs a C++ compiler")
+def test_a_compiled_step_equals_the_eager_one(model):
+    """compile=True (on CUDA: compiled before capture) on the CPU, inductor's code: the same
+    embeddings and states as eager steps, through a reset."""
+    compiled = TorchSession.for_model(model, resolution=SIDE, compile=True)
+    eager = TorchSession.for_model(model, resolution=SIDE)
+    frames = np.random.default_rng(4).random((4, 3, SIDE, SIDE), dtype=np.float32)
+    for i, frame in enumerate(frames):
+        if i == 2:
+            compiled.reset()
+            eager.reset()
+        assert np.abs(compiled.push(frame) - eager.push(frame)).max() <= 1e-5
+    states = eager.states()
+    assert all(np.abs(value - states[name]).max() <= 1e-5
+               for name, value in compiled.states().items())

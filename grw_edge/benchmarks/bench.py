@@ -31,14 +31,17 @@ from grw_edge.registry import get_backbone
 SCHEMA_VERSION = 1
 # the device runtime alone (grw_edge_runtime with onnxruntime): bench name -> memory mode
 RUNTIME_BACKENDS = {"runtime": "default", "runtime-lean": "lean"}
-BACKENDS = ("torch", "torch-cudagraphs", "torch-replay", "onnxruntime", *RUNTIME_BACKENDS,
-            "litert", "tensorrt", "coreml")
+BACKENDS = ("torch", "torch-cudagraphs", "torch-replay", "torch-compiled", "onnxruntime",
+            *RUNTIME_BACKENDS, "litert", "tensorrt", "coreml")
 # backends that run an artifact of their own target (the others run the ONNX artifact)
 OWN_TARGET = {"litert": "litert", "tensorrt": "tensorrt"}
 # --device cuda rows: eager steps, the session replaying CUDA graphs, the graph replay alone
+# (torch-compiled, the session with torch.compile before capture, is asked for by name: its
+# compilation takes a minute per backbone and precision)
 CUDA_BACKENDS = ("torch", "torch-cudagraphs", "torch-replay", "onnxruntime", "tensorrt")
+GRAPH_BACKENDS = ("torch-cudagraphs", "torch-replay", "torch-compiled")
 # rows timed once per --precision (the other backends run their artifact's float32)
-PRECISION_BACKENDS = ("torch", "torch-cudagraphs", "torch-replay")
+PRECISION_BACKENDS = ("torch", *GRAPH_BACKENDS)
 # Top-1 on Kinetics-600 reported by the paper for the GRW models (Table 1).
 PAPER_TOP1 = {"movineta0s": 78.4, "movineta1s": 81.9, "movineta2s": 83.3, "movineta3b": 85.6}
 # The paper's other models (Table 1): name -> (top-1, GFLOPs), for the accuracy plot.
@@ -68,7 +71,7 @@ def backend_unavailable(backend: str, device: str = "cpu",
         if sys.platform != "darwin":
             return "Core ML runs only on macOS"
         return "no Core ML runtime session in this version of grw-edge yet"
-    if backend in ("torch-cudagraphs", "torch-replay") and device != "cuda":
+    if backend in GRAPH_BACKENDS and device != "cuda":
         return "CUDA graphs need --device cuda"
     if precision == "fp16" and device != "cuda":
         return "fp16 rows need --device cuda (the CPU rows run fp32 or bf16)"

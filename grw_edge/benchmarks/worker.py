@@ -5,8 +5,9 @@ imported) in a process of its own, with the runtime's measurement; prints JSON.
 main; main(t0)" ARTIFACT --backend B [--device cuda] [--precision fp16] ...
 
 Backends: ``torch`` (eager steps), ``torch-cudagraphs`` (the session, replaying CUDA graphs:
-upload, step, one host wait per frame) and ``torch-replay`` (the captured step alone, no
-upload or host copy; on the CPU the same body runs eagerly), or any runtime backend.
+upload, step, one host wait per frame), ``torch-compiled`` (the same with torch.compile
+before capture) and ``torch-replay`` (the captured step alone, no upload or host copy; on
+the CPU the same body runs eagerly), or any runtime backend.
 """
 from __future__ import annotations
 
@@ -19,9 +20,11 @@ from grw_edge_runtime import bench
 
 def open_for_bench(artifact: str, backend: str, **options):
     """The session a bench row times: ``torch-cudagraphs`` is the torch backend replaying
-    CUDA graphs (``torch`` on CUDA runs its eager steps); TensorRT always runs on the GPU."""
-    if backend == "torch-cudagraphs":
-        return open_session(artifact, "torch", cuda_graphs=True, **options)
+    CUDA graphs, ``torch-compiled`` compiles the step before capture (``torch`` on CUDA runs
+    its eager steps); TensorRT always runs on the GPU."""
+    if backend in ("torch-cudagraphs", "torch-compiled"):
+        return open_session(artifact, "torch", cuda_graphs=True,
+                            compile=backend == "torch-compiled", **options)
     if backend == "torch":
         options.setdefault("cuda_graphs", False)
     if backend == "tensorrt":
