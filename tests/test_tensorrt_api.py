@@ -347,6 +347,15 @@ def test_streams_on_the_tensorrt_session_equal_each_stream_alone(
             assert np.abs(embeddings - expected).max() <= 1e-5
         logits = streams.classify(a if k == 0 else b)
         assert np.abs(logits - alone.classify(only)).max() <= 1e-4
+    waiting = streams.states(b)  # a tick without b: b's states are kept, on the device
+    only = MultiStreamSession(grw_edge_runtime.open(dynamic_tensorrt_artifact, "onnxruntime"))
+    solo = only.join()
+    for tick in range(6):
+        only.push({solo: frames[0, tick]})
+    assert np.abs(streams.push({a: frames[0, 0]})[a] - only.push({solo: frames[0, 0]})[solo]
+                  ).max() <= 1e-5
+    assert all(np.array_equal(value, waiting[name])
+               for name, value in streams.states(b).items())
     session.start_from({name: np.concatenate([v[:1], v[1:2] * np.nan, v[2:]])
                         for name, v in session.states().items()})
     out = streams.push({a: frames[0, 0], b: frames[1, 0]})

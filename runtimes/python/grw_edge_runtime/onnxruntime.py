@@ -188,6 +188,20 @@ class OnnxRuntimeSession(StreamingSession):
     def _commit_states(self) -> None:
         self._current = 1 - self._current
 
+    def _commit_rows(self, accepted: np.ndarray) -> None:
+        """Rows not accepted keep their states: copied into the other set, then the swap
+        (in place, no temporaries)."""
+        if not accepted.all():
+            kept = ~accepted
+            current, pending = self._sets[self._current], self._sets[1 - self._current]
+            for name, value in pending.items():
+                value[kept] = current[name][kept]
+        self._commit_states()
+
+    def _reset_rows(self, rows: np.ndarray) -> None:
+        for state in self.manifest.states:
+            self._sets[self._current][state.input][rows] = state.init
+
     def _run_clip(self, frames: np.ndarray) -> np.ndarray:
         frames = frames.astype(self._input_dtype, copy=False)
         return self._step.run([self._embeddings_output],

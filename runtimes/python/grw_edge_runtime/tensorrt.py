@@ -138,6 +138,25 @@ class TensorRTSession(StreamingSession):
     def _commit_states(self) -> None:
         self._current, self._next = self._next, self._current
 
+    def _commit_rows(self, accepted: np.ndarray) -> None:
+        """Rows not accepted keep their states, by a select on the device (no host round
+        trip, no wait), then the swap."""
+        if not accepted.all():
+            keep = self._torch.from_numpy(accepted).to(self._device)
+            for name, pending in self._next.items():
+                mask = keep.view(-1, *([1] * (pending.dim() - 1)))
+                self._torch.where(mask, pending, self._current[name], out=pending)
+        self._commit_states()
+
+    def _reset_rows(self, rows: np.ndarray) -> None:
+        """Initial states in the marked rows, on the device."""
+        marked = self._torch.from_numpy(rows).to(self._device)
+        for state in self.manifest.states:
+            value = self._current[state.input]
+            mask = marked.view(-1, *([1] * (value.dim() - 1)))
+            self._torch.where(mask, self._torch.full((), state.init, dtype=value.dtype,
+                                                     device=self._device), value, out=value)
+
     def _run_clip(self, frames: np.ndarray) -> np.ndarray:
         name = self.manifest.input["name"]
         return self._run_dynamic(self._step, name, frames,
