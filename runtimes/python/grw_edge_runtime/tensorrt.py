@@ -128,7 +128,7 @@ class TensorRTSession(StreamingSession):
         """Per stream (row), in one device sync: one stream's fault is its own; rows the
         last step did not run count as finite."""
         flags = np.ones(self._batch, bool)
-        rows = self._rows or self._batch
+        rows = self._rows
         found = [self._torch.isfinite(state[:rows]).flatten(1).all(1)
                  for state in self._next.values()]
         if found:
