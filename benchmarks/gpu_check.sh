@@ -94,7 +94,8 @@ steady = next(m for m in reversed(metrics) if "clips_per_s" in m)
 model_only = next(json.loads(line) for line in reversed(
     (out / "logs" / "model-only-speed.log").read_text().splitlines()) if line.startswith("{"))
 print(f"\n- time to the first step (resumed run): {steady['first_step_s']:.1f} s (goal: <= 5 s)")
-print(f"- end to end, last logging window: {steady['clips_per_s']:.1f} clips/s")
+print(f"- end to end, last logging window: {steady['clips_per_s']:.1f} clips/s, "
+      f"{steady.get('data_wait', float('nan')):.0%} of it waiting for batches")
 print(f"- model only: {model_only['clips_per_s']:.1f} clips/s")
 print(f"- ratio: {steady['clips_per_s'] / model_only['clips_per_s']:.0%} (goal: >= 80%)")
 PYTHON

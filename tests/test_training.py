@@ -282,9 +282,10 @@ def test_failed_clips_are_replaced_so_batches_stay_full(tmp_path):
 
 def test_the_log_keeps_start_up_apart_from_the_steady_speed(data, tmp_path, monkeypatch):
     """metrics.jsonl (and TensorBoard, the bar) get ``first_step_s``, the loop's start to its
-    first step's end, and ``clips_per_s`` over the last logging window only.  The trainer's
-    clock is a fake that each step moves: 10 s for the first (start-up), 1 s for the others,
-    so the numbers are exact and the test does not depend on this machine's speed."""
+    first step's end, ``clips_per_s`` over the last logging window only, and ``data_wait``,
+    the share of that window spent waiting for batches.  The trainer's clock is a fake: each
+    batch takes 0.5 s to arrive, the first step 10 s (start-up) and the others 1 s, so the
+    numbers are exact and the test does not depend on this machine's speed."""
     import json
     import types
 
@@ -294,13 +295,20 @@ def test_the_log_keeps_start_up_apart_from_the_steady_speed(data, tmp_path, monk
     monkeypatch.setattr(trainer_module, "time", types.SimpleNamespace(
         perf_counter=lambda: clock[0]))
     trainer = Trainer(config(data, tmp_path / "run", batch_size=2, steps=5, log_every=2))
-    step = trainer._train_step
+    step, steps, joined = trainer._train_step, [], trainer_module.joined_first
 
     def timed(batch):
-        clock[0] += 10.0 if clock[0] == 0 else 1.0
+        clock[0] += 1.0 if steps else 10.0
+        steps.append(1)
         return step(batch)
 
+    def slow_batches(loader, pieces):
+        for batch in joined(loader, pieces):
+            clock[0] += 0.5
+            yield batch
+
     monkeypatch.setattr(trainer, "_train_step", timed)
+    monkeypatch.setattr(trainer_module, "joined_first", slow_batches)
     scalars = []
     if trainer._tensorboard is not None:
         monkeypatch.setattr(trainer._tensorboard, "add_scalar",
@@ -309,9 +317,11 @@ def test_the_log_keeps_start_up_apart_from_the_steady_speed(data, tmp_path, monk
     records = [json.loads(line) for line in (tmp_path / "run" / trainer_module.METRICS)
                .read_text().splitlines()]
     assert [r["step"] for r in records] == [2, 4, 5]
-    assert [r["first_step_s"] for r in records] == [10.0] * 3
-    assert [r["clips_per_s"] for r in records] == [2.0] * 3  # 2 clips a second, start-up apart
-    assert not scalars or {"first_step_s", "clips_per_s"} <= set(scalars)
+    assert [r["first_step_s"] for r in records] == [10.5] * 3  # the first batch's wait too
+    # 2 clips per 1.5 s (0.5 s of it waiting), start-up apart
+    assert [r["clips_per_s"] for r in records] == pytest.approx([4 / 3] * 3)
+    assert [r["data_wait"] for r in records] == pytest.approx([1 / 3] * 3)
+    assert not scalars or {"first_step_s", "clips_per_s", "data_wait"} <= set(scalars)
 
 
 def test_start_up_settings(monkeypatch):

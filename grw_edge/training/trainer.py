@@ -218,7 +218,7 @@ class Trainer:
             loader = DataLoader(self.dataset, batch_sampler=split_first(batches, pieces),
                                 collate_fn=collate_clips,
                                 **loader_options(cfg.workers, self.device.type == "cuda"))
-            for batch in joined_first(loader, pieces):
+            for batch in meter.timed(joined_first(loader, pieces)):
                 self._count_failures(batch["failures"], empty=not len(batch["label"]))
                 parts = self._train_step(batch)
                 self.step += 1
@@ -381,18 +381,33 @@ class Trainer:
 class Throughput:
     """Training speed as logged: the time from the loop's start to the end of its first step
     (start-up: workers, first batches, cuDNN choices, lazy initialisation) apart from the
-    clips per second of the last logging window (the steady speed), never mixed."""
+    clips per second of the last logging window (the steady speed), never mixed; and the
+    share of that window the loop spent waiting for batches (``data_wait``: near 0 when the
+    device is the limit, high when the loader is and more --workers would help)."""
 
     def __init__(self) -> None:
         self.started = time.perf_counter()
         self.first_step_s: float | None = None
         self.window_start = self.started
         self.window_clips = 0
+        self.window_wait = 0.0
+
+    def timed(self, batches: Iterable[dict]) -> Iterator[dict]:
+        """``batches``, counting the time each one kept the loop waiting."""
+        iterator = iter(batches)
+        while True:
+            start = time.perf_counter()
+            batch = next(iterator, None)
+            if batch is None:
+                return
+            self.window_wait += time.perf_counter() - start
+            yield batch
 
     def first_step_done(self) -> None:
         """The first step ended (its results were waited for): the first window opens."""
         self.window_start = time.perf_counter()
         self.first_step_s = self.window_start - self.started
+        self.window_wait = 0.0  # the first batch's wait is start-up
 
     def count(self, clips: int) -> None:
         self.window_clips += clips
@@ -402,8 +417,10 @@ class Throughput:
         now = time.perf_counter()
         speed = {"first_step_s": self.first_step_s or 0.0}
         if self.window_clips:
-            speed["clips_per_s"] = self.window_clips / max(now - self.window_start, 1e-9)
-        self.window_start, self.window_clips = now, 0
+            seconds = max(now - self.window_start, 1e-9)
+            speed["clips_per_s"] = self.window_clips / seconds
+            speed["data_wait"] = min(self.window_wait / seconds, 1.0)
+        self.window_start, self.window_clips, self.window_wait = now, 0, 0.0
         return speed
 
 
