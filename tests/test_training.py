@@ -339,3 +339,8 @@ def test_start_up_settings(monkeypatch):
     assert loader_options(0, True) == {"num_workers": 0, "pin_memory": True,
                                        "prefetch_factor": None}
     assert loader_options(4, True)["prefetch_factor"] == 4
+    from grw_edge.training.trainer import loader_hint
+
+    assert loader_hint(0, False) is None and loader_hint(8, True) is None
+    assert "--workers 0: videos decode in the training process" in loader_hint(0, True)
+    assert "one worker" in loader_hint(1, True)

@@ -134,6 +134,16 @@ def tune_kernels(device: torch.device) -> None:
         torch.backends.cudnn.benchmark = True
 
 
+def loader_hint(workers: int, cuda: bool) -> str | None:
+    """A line for GPU runs whose clips decode in the training process itself."""
+    if not cuda or workers > 1:
+        return None
+    where = "one worker" if workers else "the training process"
+    return (f"note: --workers {workers}: videos decode in {where}, far slower than a GPU "
+            f"trains (one worker decodes about 10-15 clips/s); pass --workers N, about one "
+            f"per CPU core this process may use")
+
+
 def loader_options(workers: int, cuda: bool) -> dict[str, object]:
     """DataLoader settings: on a GPU, pinned batches and a deeper prefetch so the device
     never waits on decoding.  (No ``persistent_workers``: the run iterates one loader over
@@ -154,6 +164,9 @@ class Trainer:
             remove_stale_temporaries(self.out)  # what a killed run left half-written
         self.device = local_device()
         tune_kernels(self.device)
+        hint = loader_hint(cfg.workers, self.device.type == "cuda")
+        if hint and self.rank == 0:
+            print(hint, file=sys.stderr, flush=True)
         spec = get_backbone(cfg.backbone)
         protocol = ClipProtocol.for_backbone(spec, cfg.resolution).override(cfg.frames, cfg.fps,
                                                                         cfg.sampling)
