@@ -542,15 +542,12 @@ def predict_command(videos: tuple[str, ...], backbone: str | None, checkpoint: s
         _stream_videos(session, videos, protocol, classes, echo)
         return
     predict = session_predictor(session) if artifact else reference_predictor(model)
-    failed = 0
+    failed: list[str] = []
     for video in videos:
         try:
             prediction = predict_video(predict, video, protocol, classes, top)
         except GrwEdgeError as error:
-            if len(videos) == 1:
-                raise
-            failed += 1
-            click.echo(f"{video}: {error}", err=True)
+            _video_failed(video, error, videos, failed)
             continue
         lost = (f" ({len(prediction.lost)} lost: the frames at "
                 f"{', '.join(f'{t:.2f}s' for t in prediction.lost)} did not decode)"
@@ -558,30 +555,41 @@ def predict_command(videos: tuple[str, ...], backbone: str | None, checkpoint: s
         echo(f"{video}: {prediction.frames} frames at {protocol.fps:g} fps{lost}")
         for label, probability in zip(prediction.labels, prediction.probabilities):
             echo(f"  {probability:6.3f}  {label}")
+    _all_videos_done(failed, videos, "classified")
+
+
+def _video_failed(video: str, error: GrwEdgeError, videos: tuple[str, ...],
+                  failed: list[str]) -> None:
+    """One video of several failed: name it and go on (one video: its error is the
+    command's)."""
+    if len(videos) == 1:
+        raise error
+    failed.append(video)
+    click.echo(f"{video}: {error}", err=True)
+
+
+def _all_videos_done(failed: list[str], videos: tuple[str, ...], done: str) -> None:
+    """Exit 1 after the others when some videos failed."""
     if failed:
-        raise click.ClickException(f"{failed} of {len(videos)} video(s) could not be "
-                                   f"classified (named above)")
+        raise click.ClickException(f"{len(failed)} of {len(videos)} video(s) could not be "
+                                   f"{done} (named above)")
 
 
 def _stream_videos(session, videos: tuple[str, ...], protocol, classes: list[str],
                    echo: Callable[[str], None]) -> None:
     """``predict --stream``: each video's running prediction per frame, lines prefixed with
-    the video when there are several; a video that fails is named and the others go on
-    (one video: its error is the command's)."""
+    the video when there are several."""
     from grw_edge.predict import stream_videos
     from grw_edge_runtime import MultiStreamSession
 
     if not session.streaming:
         raise click.ClickException(f"{session.manifest.backbone} is a whole-clip backbone; "
                                    f"it cannot stream (drop --stream)")
-    failed = []
+    failed: list[str] = []
     for video, prediction in stream_videos(MultiStreamSession(session), videos, protocol,
                                            classes):
         if isinstance(prediction, GrwEdgeError):
-            if len(videos) == 1:
-                raise prediction
-            failed.append(video)
-            click.echo(f"{video}: {prediction}", err=True)
+            _video_failed(video, prediction, videos, failed)
             continue
         name = f"{video}  " if len(videos) > 1 else ""
         for seconds in (t for t in prediction.lost if t < prediction.seconds):
@@ -590,9 +598,7 @@ def _stream_videos(session, videos: tuple[str, ...], protocol, classes: list[str
              f"{prediction.labels[0]}  {prediction.probabilities[0]:.3f}")
         for seconds in (t for t in prediction.lost if t > prediction.seconds):
             echo(f"{name}{seconds:7.2f}s  lost: the frame did not decode (skipped)")
-    if failed:
-        raise click.ClickException(f"{len(failed)} of {len(videos)} video(s) could not be "
-                                   f"streamed (named above)")
+    _all_videos_done(failed, videos, "streamed")
 
 
 @cli.command("train")

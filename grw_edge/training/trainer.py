@@ -97,11 +97,11 @@ def batches_from(step: int, size: int, batch: int, seed: int, rank: int, world: 
 
 
 def split_first(batches: Iterator[list[int]], pieces: int) -> Iterator[list[int]]:
-    """The first batch as ``pieces`` near-equal pieces, then the batches as they come: a
-    loader hands each batch to one worker, so the first one would be decoded by one worker
-    alone while the others (and the GPU) wait; in pieces, every worker decodes a share."""
+    """The first batch as ``pieces`` (1 to its size) near-equal pieces, then the batches as
+    they come: a loader hands each batch to one worker, so the first one would be decoded by
+    one worker alone while the others (and the GPU) wait; in pieces, every worker decodes a
+    share."""
     first = next(batches)
-    pieces = max(1, min(pieces, len(first)))
     bounds = [len(first) * i // pieces for i in range(pieces + 1)]
     yield from (first[start:end] for start, end in zip(bounds, bounds[1:]))
     yield from batches

@@ -14,7 +14,7 @@ import numpy as np
 
 from grw_edge_runtime.errors import ArtifactError, BackendUnavailableError
 from grw_edge_runtime.manifest import Manifest
-from grw_edge_runtime.session import StreamingSession
+from grw_edge_runtime.session import StreamingSession, row_mask
 
 
 def _providers(device: str) -> list[str]:
@@ -195,7 +195,7 @@ class OnnxRuntimeSession(StreamingSession):
             kept = ~accepted
             current, pending = self._sets[self._current], self._sets[1 - self._current]
             for name, value in pending.items():
-                value[kept] = current[name][kept]
+                np.copyto(value, current[name], where=row_mask(kept, value))
         self._commit_states()
 
     def _reset_rows(self, rows: np.ndarray) -> None:

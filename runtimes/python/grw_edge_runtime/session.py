@@ -222,13 +222,13 @@ class StreamingSession(ABC):
             return
         old = self._get_states()
         self._commit_states()
-        self._set_states({name: np.where(_rows(accepted, value), value, old[name])
+        self._set_states({name: np.where(row_mask(accepted, value), value, old[name])
                           for name, value in self._get_states().items()})
 
     def _reset_rows(self, rows: np.ndarray) -> None:
         """Initial states in the rows ``rows`` (B,) marks (by default on the host)."""
         init = {s.name: float(s.init) for s in self.manifest.states}
-        self._set_states({name: np.where(_rows(rows, value), init[name], value)
+        self._set_states({name: np.where(row_mask(rows, value), init[name], value)
                           for name, value in self._get_states().items()})
 
     @abstractmethod
@@ -291,7 +291,7 @@ def check_on_nonfinite(policy: str) -> None:
         raise InputShapeError(f"on_nonfinite must be one of {ON_NONFINITE}, got {policy!r}")
 
 
-def _rows(mask: np.ndarray, value: np.ndarray) -> np.ndarray:
+def row_mask(mask: np.ndarray, value: np.ndarray) -> np.ndarray:
     """A (B,) row mask shaped to broadcast over ``value`` (B, ...)."""
     return mask.reshape(-1, *([1] * (value.ndim - 1)))
 

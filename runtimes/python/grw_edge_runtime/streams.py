@@ -101,14 +101,15 @@ class MultiStreamSession:
             accepted[stream.slot] = True
         if not accepted.any():
             return results
-        rows = self.session._rows_for(1 + max(stream.slot for stream in self.streams.values()))
+        live = [stream.slot for stream in self.streams.values()]
+        rows = self.session._rows_for(1 + max(live))
         embeddings = self.session._run_step(self._frames[:rows])
         finite = self.session._pending_rows_finite().copy()
         finite[:rows] &= np.isfinite(embeddings).reshape(rows, -1).all(axis=1)
         # rows to keep: live streams without an accepted frame, and non-finite results;
         # free slots take whatever came, so a full tick commits all rows at once
         free = np.ones(self.slots, bool)
-        free[[stream.slot for stream in self.streams.values()]] = False
+        free[live] = False
         self.session._commit_rows(np.where(accepted, finite, free))
         for stream_id in frames:
             stream = self.streams[stream_id]

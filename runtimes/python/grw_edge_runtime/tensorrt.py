@@ -144,8 +144,8 @@ class TensorRTSession(StreamingSession):
         if not accepted.all():
             keep = self._torch.from_numpy(accepted).to(self._device)
             for name, pending in self._next.items():
-                mask = keep.view(-1, *([1] * (pending.dim() - 1)))
-                self._torch.where(mask, pending, self._current[name], out=pending)
+                self._torch.where(_row_mask(keep, pending), pending, self._current[name],
+                                  out=pending)
         self._commit_states()
 
     def _reset_rows(self, rows: np.ndarray) -> None:
@@ -153,9 +153,7 @@ class TensorRTSession(StreamingSession):
         marked = self._torch.from_numpy(rows).to(self._device)
         for state in self.manifest.states:
             value = self._current[state.input]
-            mask = marked.view(-1, *([1] * (value.dim() - 1)))
-            self._torch.where(mask, self._torch.full((), state.init, dtype=value.dtype,
-                                                     device=self._device), value, out=value)
+            value.masked_fill_(_row_mask(marked, value), state.init)
 
     def _run_clip(self, frames: np.ndarray) -> np.ndarray:
         name = self.manifest.input["name"]
@@ -187,6 +185,11 @@ class TensorRTSession(StreamingSession):
         stream = self._torch.cuda.current_stream(self._device).cuda_stream
         if not context.execute_async_v3(stream):
             raise ArtifactError("TensorRT failed to run the engine")
+
+
+def _row_mask(rows, value):
+    """A (B,) bool tensor shaped to broadcast over ``value`` (B, ...)."""
+    return rows.view(-1, *([1] * (value.dim() - 1)))
 
 
 def _tensor_names(engine) -> list[str]:
