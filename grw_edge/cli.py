@@ -720,7 +720,6 @@ def bench_command(backbones: str, backends: str | None, device: str, threads: in
     """FLOPs (fvcore), per-frame latency and memory, per backbone and backend (or, with
     --streams, the streams one session serves)."""
     from grw_edge._io import atomic_write_path
-    from grw_edge.benchmarks.bench import CUDA_BACKENDS, report_text, run_bench, write_plots
     from grw_edge.registry import get_backbone
     from grw_edge.runtimes.torch import resolve_precision
 
@@ -742,7 +741,9 @@ def bench_command(backbones: str, backends: str | None, device: str, threads: in
                                    precisions=chosen_precisions, backends=chosen)
         results, text = {"streams": rows}, streams.report_text(rows, device=device)
         markdown = streams.report_text(rows, device=device, markdown=True)
-    else:
+    else:  # FLOPs and latency (fvcore is imported only here)
+        from grw_edge.benchmarks.bench import CUDA_BACKENDS, report_text, run_bench
+
         backends = backends or (",".join(CUDA_BACKENDS) if device == "cuda"
                                 else "torch,onnxruntime,tensorrt,coreml")
         chosen = [name.strip() for name in backends.split(",") if name.strip()]
@@ -757,6 +758,8 @@ def bench_command(backbones: str, backends: str | None, device: str, threads: in
             with atomic_write_path(path) as tmp:
                 tmp.write_text(text)
     if plot_dir and not slots:
+        from grw_edge.benchmarks.bench import write_plots
+
         for path in write_plots(results, Path(plot_dir)):
             click.echo(f"wrote {path}")
 
